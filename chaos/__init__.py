@@ -1,0 +1,1 @@
+"""Strand fault harness (simulator, toxiproxy, workloads, checkers). Built in issue 3."""

@@ -1,0 +1,1 @@
+"""Strand cluster layer (Ray actors, TCP transport, client handle). Built in issue 3."""

@@ -1,0 +1,392 @@
+"""The ledger engine: OCC validation, block formation, and state derived from blocks.
+
+Theory of operation. Committed state lives in a `Storage` (LevelDB in production). The
+journal blocks (key `B<seq>`) are the source of truth; documents, revision locators, index
+entries, the catalog and Merkle nodes are derived from each block by `_apply`, a
+deterministic function of the block and the state before it.
+
+`commit(transactions, now_ms)` is group commit: every transaction of the batch is validated
+in order against what was read (including the effect of the transactions before it in the
+same batch), turned into one block each, applied to an in-memory overlay, and the whole batch
+(blocks + derived state + Merkle nodes) is written as ONE atomic, synced storage write. Only
+after that write returns is the new state published (catalog, then durable sequence number),
+so readers on other threads never see a state that is not durable.
+
+Invariants:
+- the journal is append-only; a block is never rewritten; block n+1 chains to block n;
+- a transaction commits only if nothing it read was modified after it read it;
+- a failed validation writes nothing; a failed storage write stops the engine (`failed`),
+  since its in-memory view may be ahead of disk: the caller must reopen.
+Only one thread may call `commit` at a time; any thread may read.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from core import codec, keys
+from core.catalog import SYSTEM_TABLE_ID, SYSTEM_TABLE_NAME, Catalog, TableDef
+from core.errors import (
+    CorruptLedgerError,
+    LedgerClosedError,
+    OccConflictError,
+    StrandError,
+    TableNotFoundError,
+    TransactionExpiredError,
+)
+from core.ids import IdSource, timestamp_from_ms
+from core.ionhash import ion_hash
+from core.journal import Block, DocumentWrite, build_block, check_block
+from core.merkle import Frontier
+from core.storage import Storage
+from core.transaction import DocState, ReadItem, Transaction, value_key
+
+TRANSACTION_TIMEOUT_MS = 30_000
+_LAST_MODIFIED_CAPACITY = 250_000
+_DOC_HEADER = struct.Struct(">IQ")
+
+
+@dataclass(frozen=True, slots=True)
+class CommitResult:
+    """What a committed transaction got: its block address (None when it wrote nothing)."""
+
+    transaction_id: str
+    sequence_no: int | None
+
+
+def encode_doc(version: int, seq: int, packed_data: bytes) -> bytes:
+    return codec.frame(_DOC_HEADER.pack(version, seq) + packed_data)
+
+
+def decode_doc(value: bytes) -> DocState:
+    payload = codec.unframe(value)
+    version, seq = _DOC_HEADER.unpack_from(payload)
+    return DocState(version, seq, codec.unpack(payload[_DOC_HEADER.size :]))
+
+
+class _Batch:
+    """The overlay of one group commit: what its earlier transactions changed."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.puts: dict[bytes, bytes] = {}
+        self.deletes: set[bytes] = set()
+        self.docs: dict[tuple[str, str], DocState | None] = {}
+        self.catalog = engine.catalog
+        self.seq = engine.durable_seq
+        self.tip_hash = engine.tip_hash
+        self.frontier = engine.frontier.copy()
+
+    def put(self, key: bytes, value: bytes) -> None:
+        self.deletes.discard(key)
+        self.puts[key] = value
+
+    def delete(self, key: bytes) -> None:
+        self.puts.pop(key, None)
+        self.deletes.add(key)
+
+    def doc(self, table_id: str, doc_id: str) -> DocState | None:
+        if (table_id, doc_id) in self.docs:
+            return self.docs[(table_id, doc_id)]
+        return self.engine.read_doc(table_id, doc_id)
+
+    def scan_docs(self, table_id: str) -> Iterator[tuple[str, DocState]]:
+        own = {d: s for (t, d), s in self.docs.items() if t == table_id}
+        for doc_id, state in self.engine.scan_docs(table_id):
+            if doc_id not in own:
+                yield doc_id, state
+        for doc_id, maybe in own.items():
+            if maybe is not None:
+                yield doc_id, maybe
+
+
+class Engine:
+    """One ledger's engine over one Storage. See the module docstring."""
+
+    def __init__(self, storage: Storage, ids: IdSource, now_ms: int) -> None:
+        self.storage = storage
+        self.ids = ids
+        self.failed: BaseException | None = None
+        self.stats_batches = 0  # storage writes made by commit() (for benchmarks)
+        self._last_modified: dict[ReadItem, int] = {}
+        strand = storage.get(keys.META_STRAND_ID)
+        if strand is None:
+            self._create(now_ms)
+            strand = storage.get(keys.META_STRAND_ID)
+            assert strand is not None
+        elif storage.get(keys.META_FORMAT) != keys.FORMAT_VERSION:
+            raise CorruptLedgerError("unknown ledger format")
+        self.strand_id = strand.decode("ascii")
+        self._load()
+
+    # ----------------------------------------------------------------- open
+    def _create(self, now_ms: int) -> None:
+        strand_id = self.ids.new_id()
+        genesis = build_block(
+            strand_id=strand_id,
+            sequence_no=0,
+            transaction_id=self.ids.new_id(),
+            timestamp=timestamp_from_ms(now_ms),
+            previous_block_hash=b"",
+            statements=[],
+            writes=[],
+        )
+        frontier = Frontier()
+        puts = [
+            (keys.META_FORMAT, keys.FORMAT_VERSION),
+            (keys.META_STRAND_ID, strand_id.encode("ascii")),
+            (keys.block_key(0), codec.encode(genesis)),
+        ]
+        puts += [
+            (keys.node_key(lv, ix), codec.frame(h))
+            for lv, ix, h in frontier.append(genesis["blockHash"])
+        ]
+        self.storage.write(puts)
+
+    def _load(self) -> None:
+        last = self.storage.last_key(keys.BLOCK_PREFIX, keys.prefix_end(keys.BLOCK_PREFIX))
+        if last is None:
+            raise CorruptLedgerError("the ledger has metadata but no journal")
+        tip = keys.block_seq(last)
+        block = self.read_block(tip)
+        if tip > 0 and self.read_block(tip - 1)["blockHash"] != block["previousBlockHash"]:
+            raise CorruptLedgerError(f"block {tip} does not chain to block {tip - 1}")
+        self.frontier = Frontier.from_storage(tip + 1, self.get_node)
+        if self.get_node(0, tip) != block["blockHash"]:
+            raise CorruptLedgerError(f"the Merkle tree does not end with block {tip}")
+        catalog = Catalog.empty()
+        for _, state in self.scan_docs(SYSTEM_TABLE_ID):
+            catalog = catalog.with_table(TableDef.from_document(state.data))
+        self.catalog = catalog
+        self.tip_hash: bytes = block["blockHash"]
+        self.durable_seq = tip
+        self._pruned_below = tip
+
+    # ----------------------------------------------------------------- reads (any thread)
+    def read_block(self, seq: int) -> Block:
+        raw = self.storage.get(keys.block_key(seq))
+        if raw is None:
+            raise CorruptLedgerError(f"block {seq} is missing")
+        try:
+            block = codec.decode(raw)
+        except ValueError as exc:
+            raise CorruptLedgerError(f"block {seq} is corrupted: {exc}") from exc
+        problem = check_block(block)
+        if problem is not None or block["blockAddress"]["sequenceNo"] != seq:
+            raise CorruptLedgerError(f"block {seq} does not match its hashes: {problem}")
+        return block  # type: ignore[no-any-return]
+
+    def get_node(self, level: int, index: int) -> bytes:
+        raw = self.storage.get(keys.node_key(level, index))
+        if raw is None:
+            raise CorruptLedgerError(f"Merkle node ({level}, {index}) is missing")
+        try:
+            return codec.unframe(raw)
+        except ValueError as exc:
+            raise CorruptLedgerError(f"Merkle node ({level}, {index}) is corrupted") from exc
+
+    def read_doc(self, table_id: str, doc_id: str) -> DocState | None:
+        raw = self.storage.get(keys.doc_key(table_id, doc_id))
+        return None if raw is None else self._decode_doc(raw)
+
+    def scan_docs(self, table_id: str) -> Iterator[tuple[str, DocState]]:
+        prefix = keys.doc_prefix(table_id)
+        for key, raw in self.storage.scan(prefix, keys.prefix_end(prefix)):
+            yield key[23:45].decode("ascii"), self._decode_doc(raw)
+
+    def index_doc_ids(self, index_id: str, value_hash: bytes) -> list[str]:
+        prefix = keys.index_prefix(index_id, value_hash)
+        return [
+            keys.index_key_doc_id(k) for k, _ in self.storage.scan(prefix, keys.prefix_end(prefix))
+        ]
+
+    @staticmethod
+    def _decode_doc(raw: bytes) -> DocState:
+        try:
+            return decode_doc(raw)
+        except ValueError as exc:
+            raise CorruptLedgerError(f"a stored document is corrupted: {exc}") from exc
+
+    # ----------------------------------------------------------------- transactions
+    def begin(self, start_ms: int, clock_ms: Callable[[], int]) -> Transaction:
+        self._check_usable()
+        return Transaction(self, self.ids.new_id(), start_ms, clock_ms, self.ids.new_id)
+
+    def commit(
+        self, transactions: list[Transaction], now_ms: int
+    ) -> list[CommitResult | StrandError]:
+        """Validate, journal and durably store a batch; one outcome per transaction."""
+        self._check_usable()
+        if len(self._last_modified) > _LAST_MODIFIED_CAPACITY:
+            self._last_modified.clear()
+            self._pruned_below = self.durable_seq
+        batch = _Batch(self)
+        outcomes: list[CommitResult | StrandError] = []
+        for tx in transactions:
+            tx.finished = True
+            try:
+                outcomes.append(self._prepare(tx, now_ms, batch))
+            except StrandError as exc:
+                outcomes.append(exc)
+        if batch.seq == self.durable_seq:
+            return outcomes
+        try:
+            self.storage.write(list(batch.puts.items()), list(batch.deletes))
+        except BaseException as exc:
+            self.failed = exc
+            raise LedgerClosedError(f"storage write failed, reopen the ledger: {exc}") from exc
+        self.stats_batches += 1
+        self.catalog = batch.catalog
+        self.frontier = batch.frontier
+        self.tip_hash = batch.tip_hash
+        self.durable_seq = batch.seq
+        return outcomes
+
+    def _check_usable(self) -> None:
+        if self.failed is not None:
+            raise LedgerClosedError(f"the engine stopped after a failure: {self.failed}")
+
+    def _changed_after(self, item: ReadItem, seq: int) -> bool:
+        modified = self._last_modified.get(item)
+        if modified is not None:
+            return modified > seq
+        return seq < self._pruned_below
+
+    def _prepare(self, tx: Transaction, now_ms: int, batch: _Batch) -> CommitResult:
+        for item, seq in tx.reads.items():
+            if self._changed_after(item, seq):
+                raise OccConflictError(f"transaction {tx.transaction_id}: {item!r} changed")
+        if now_ms - tx.start_ms > TRANSACTION_TIMEOUT_MS:
+            raise TransactionExpiredError(
+                f"transaction {tx.transaction_id} ran over {TRANSACTION_TIMEOUT_MS} ms"
+            )
+        if tx.read_only:
+            return CommitResult(tx.transaction_id, None)
+        writes: list[DocumentWrite] = []
+        catalog = batch.catalog
+        for table, document in tx.system_writes():
+            if table.table_id not in catalog.tables:
+                catalog.check_new_table(table.name)
+            catalog = catalog.with_table(table)
+            old = batch.doc(SYSTEM_TABLE_ID, table.table_id)
+            writes.append(
+                DocumentWrite(
+                    SYSTEM_TABLE_NAME,
+                    SYSTEM_TABLE_ID,
+                    table.table_id,
+                    0 if old is None else old.version + 1,
+                    document,
+                    ion_hash(document),
+                    (),
+                )
+            )
+        for (table_id, doc_id), pending in tx.writes.items():
+            live = catalog.tables.get(table_id)
+            if live is None or not live.active:
+                raise TableNotFoundError(f"table {pending.table.name!r} is no longer active")
+            old = batch.doc(table_id, doc_id)
+            if old is None and pending.data is None:
+                raise OccConflictError(f"document {doc_id} was deleted concurrently")
+            writes.append(
+                DocumentWrite(
+                    live.name,
+                    table_id,
+                    doc_id,
+                    0 if old is None else old.version + 1,
+                    pending.data,
+                    pending.data_hash,
+                    tuple(pending.statement_indexes),
+                )
+            )
+        block = build_block(
+            strand_id=self.strand_id,
+            sequence_no=batch.seq + 1,
+            transaction_id=tx.transaction_id,
+            timestamp=timestamp_from_ms(now_ms),
+            previous_block_hash=batch.tip_hash,
+            statements=tx.statements,
+            writes=writes,
+        )
+        self._apply(block, batch)
+        return CommitResult(tx.transaction_id, batch.seq)
+
+    # ----------------------------------------------------------------- derivation
+    def _bump(self, seq: int, *item: object) -> None:
+        self._last_modified[item] = seq
+
+    def _apply(self, block: Block, batch: _Batch) -> None:
+        """Derive every state change of one block into the batch overlay."""
+        seq = block["blockAddress"]["sequenceNo"]
+        assert seq == batch.seq + 1
+        assert block["previousBlockHash"] == batch.tip_hash
+        documents = block["transactionInfo"]["documents"]
+        for revision in block["revisions"]:
+            meta = revision["metadata"]
+            doc_id, version = meta["id"], meta["version"]
+            table_id = documents[doc_id]["tableId"]
+            data = revision.get("data")
+            old = batch.doc(table_id, doc_id)
+            if table_id == SYSTEM_TABLE_ID:
+                self._apply_catalog(seq, batch, TableDef.from_document(data))
+            else:
+                self._apply_indexes(seq, batch, table_id, doc_id, old, data)
+            new = None if data is None else DocState(version, seq, data)
+            batch.docs[(table_id, doc_id)] = new
+            dkey = keys.doc_key(table_id, doc_id)
+            if new is None:
+                batch.delete(dkey)
+            else:
+                batch.put(dkey, encode_doc(version, seq, codec.pack(data)))
+            batch.put(keys.revision_key(table_id, doc_id, version), keys.encode_u64(seq))
+            self._bump(seq, "d", table_id, doc_id)
+            self._bump(seq, "t", table_id)
+        batch.put(keys.block_key(seq), codec.encode(block))
+        for level, index, node in batch.frontier.append(block["blockHash"]):
+            batch.put(keys.node_key(level, index), codec.frame(node))
+        batch.seq = seq
+        batch.tip_hash = block["blockHash"]
+
+    def _apply_catalog(self, seq: int, batch: _Batch, table: TableDef) -> None:
+        old = batch.catalog.tables.get(table.table_id)
+        if old is None:
+            self._bump(seq, "c")
+        old_fields = set() if old is None else {i.field for i in old.indexes}
+        batch.catalog = batch.catalog.with_table(table)
+        for index in table.indexes:
+            if index.field in old_fields:
+                continue
+            for doc_id, state in list(batch.scan_docs(table.table_id)):
+                if index.field in state.data:
+                    vkey = value_key(state.data[index.field])
+                    batch.put(keys.index_key(index.index_id, vkey, doc_id), b"")
+        self._bump(seq, "n", table.name)
+        if old is not None:
+            self._bump(seq, "n", old.name)
+
+    def _apply_indexes(
+        self,
+        seq: int,
+        batch: _Batch,
+        table_id: str,
+        doc_id: str,
+        old: DocState | None,
+        data: dict[str, Any] | None,
+    ) -> None:
+        for index in batch.catalog.tables[table_id].indexes:
+            old_key = None
+            if old is not None and index.field in old.data:
+                old_key = value_key(old.data[index.field])
+            new_key = None
+            if data is not None and index.field in data:
+                new_key = value_key(data[index.field])
+            if old_key == new_key:
+                continue
+            if old_key is not None:
+                batch.delete(keys.index_key(index.index_id, old_key, doc_id))
+                self._bump(seq, "x", index.index_id, old_key)
+            if new_key is not None:
+                batch.put(keys.index_key(index.index_id, new_key, doc_id), b"")
+                self._bump(seq, "x", index.index_id, new_key)

@@ -1,0 +1,200 @@
+"""The embedded ledger: the engine wired to a real clock, real randomness and LevelDB.
+
+This is the only place in core/ that reads the wall clock, draws random bytes or waits.
+`execute_lambda` runs the caller's function in a transaction on the caller's thread, then
+commits it by group commit: concurrent committers queue their transactions, one of them
+(the leader) takes everything queued and commits it as one batch with one synced write,
+the others wait for the outcome. An idle ledger commits a lone transaction at once.
+
+Invariants: a transaction function sees only durable state plus its own writes; an
+acknowledged commit (execute_lambda returned) is on disk; on OCC conflict the whole
+function is retried (4 retries, jittered backoff from 10 ms), so it must be free of side
+effects outside the transaction; a storage failure closes the ledger for every caller.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from core import queries
+from core.engine import CommitResult, Engine
+from core.errors import LedgerClosedError, OccConflictError, StrandError
+from core.ids import IdSource
+from core.storage import LevelDBStorage, MemoryStorage, Storage
+from core.transaction import Transaction
+
+T = TypeVar("T")
+DEFAULT_RETRY_LIMIT = 4
+BACKOFF_BASE_MS = 10
+MAX_BATCH_TRANSACTIONS = 1024
+
+
+def wall_clock_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class _Request:
+    __slots__ = ("tx", "outcome", "done")
+
+    def __init__(self, tx: Transaction) -> None:
+        self.tx = tx
+        self.outcome: CommitResult | BaseException | None = None
+        self.done = False
+
+
+class Ledger:
+    """An embedded QLDB-compatible ledger. Safe to share between threads."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        clock_ms: Callable[[], int] = wall_clock_ms,
+        random_bytes: Callable[[int], bytes] = os.urandom,
+    ) -> None:
+        self._storage = storage
+        self._clock_ms = clock_ms
+        self._engine = Engine(storage, IdSource(random_bytes), clock_ms())
+        self._rng = random.Random(random_bytes(16))
+        self._cond = threading.Condition()
+        self._queue: list[_Request] = []
+        self._leading = False
+        self._closed = False
+
+    @classmethod
+    def open(cls, path: str | os.PathLike[str], *, create_if_missing: bool = True) -> Ledger:
+        """Open (or create) the ledger stored in directory `path`."""
+        if create_if_missing:
+            Path(path).mkdir(parents=True, exist_ok=True)
+        return cls(LevelDBStorage(path, create_if_missing=create_if_missing))
+
+    @classmethod
+    def in_memory(cls) -> Ledger:
+        """A ledger kept in memory only (for tests and experiments)."""
+        return cls(MemoryStorage())
+
+    @property
+    def strand_id(self) -> str:
+        return self._engine.strand_id
+
+    # ----------------------------------------------------------------- transactions
+    def execute_lambda(
+        self, fn: Callable[[Transaction], T], retry_limit: int = DEFAULT_RETRY_LIMIT
+    ) -> T:
+        """Run `fn(tx)` in a transaction and commit it; retry the whole of it on OCC conflict."""
+        for attempt in range(retry_limit + 1):
+            self._check_open()
+            tx = self._engine.begin(self._clock_ms(), self._clock_ms)
+            try:
+                result = fn(tx)
+            finally:
+                pending = not tx.finished
+                tx.finished = True
+            if not pending:
+                raise StrandError("the transaction was ended inside the function")
+            outcome = self._commit(tx)
+            if isinstance(outcome, CommitResult):
+                return result
+            if isinstance(outcome, OccConflictError) and attempt < retry_limit:
+                delay_ms = self._rng.uniform(0, BACKOFF_BASE_MS * (2**attempt))
+                time.sleep(delay_ms / 1000)
+                continue
+            raise outcome
+        raise AssertionError("unreachable")
+
+    def _commit(self, tx: Transaction) -> CommitResult | BaseException:
+        request = _Request(tx)
+        with self._cond:
+            self._queue.append(request)
+            while not request.done:
+                if self._leading:
+                    self._cond.wait()
+                    continue
+                self._leading = True
+                batch = self._queue[:MAX_BATCH_TRANSACTIONS]
+                del self._queue[:MAX_BATCH_TRANSACTIONS]
+                self._cond.release()
+                try:
+                    self._run_batch(batch)
+                finally:
+                    self._cond.acquire()
+                    self._leading = False
+                    self._cond.notify_all()
+        assert request.outcome is not None
+        return request.outcome
+
+    def _run_batch(self, batch: list[_Request]) -> None:
+        for request in batch:
+            request.tx.finished = False  # the engine marks them finished as it takes them
+        try:
+            outcomes: list[Any] = self._engine.commit([r.tx for r in batch], self._clock_ms())
+        except BaseException as exc:  # storage failure: every member of the batch learns it
+            outcomes = [exc] * len(batch)
+        for request, outcome in zip(batch, outcomes, strict=True):
+            request.outcome = outcome
+            request.done = True
+
+    # ----------------------------------------------------------------- journal
+    def get_digest(self, digest_tip_address: Any = None) -> dict[str, Any]:
+        self._check_open()
+        return queries.get_digest(self._engine, digest_tip_address)
+
+    def get_block(self, block_address: Any, digest_tip_address: Any = None) -> dict[str, Any]:
+        self._check_open()
+        return queries.get_block(self._engine, block_address, digest_tip_address)
+
+    def get_revision(
+        self, block_address: Any, document_id: str, digest_tip_address: Any = None
+    ) -> dict[str, Any]:
+        self._check_open()
+        return queries.get_revision(self._engine, block_address, document_id, digest_tip_address)
+
+    def get_consistency_proof(
+        self, old_tip_address: Any, new_tip_address: Any = None
+    ) -> dict[str, Any]:
+        self._check_open()
+        return queries.get_consistency_proof(self._engine, old_tip_address, new_tip_address)
+
+    def history(
+        self,
+        table: str,
+        document_id: str | None = None,
+        start: datetime.datetime | None = None,
+        end: datetime.datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        self._check_open()
+        return queries.history(self._engine, table, document_id, start, end)
+
+    def verify_journal(self) -> queries.JournalReport:
+        self._check_open()
+        return queries.verify_journal(self._engine)
+
+    def list_tables(self) -> list[str]:
+        """Names of the active tables."""
+        return sorted(self._engine.catalog.active_by_name)
+
+    # ----------------------------------------------------------------- lifecycle
+    def _check_open(self) -> None:
+        if self._closed:
+            raise LedgerClosedError("the ledger is closed")
+
+    def close(self) -> None:
+        with self._cond:
+            while self._leading:
+                self._cond.wait()
+            if not self._closed:
+                self._closed = True
+                self._storage.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

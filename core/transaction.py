@@ -1,0 +1,333 @@
+"""A transaction: reads recorded for OCC, writes buffered until commit.
+
+Theory of operation. A transaction reads committed state directly (no locks) and records,
+for every thing it read, the durable sequence number it read it at: a document by id
+(`("d", tableId, docId)`), an index lookup as a predicate (`("x", indexId, H(value))`), a
+scan as the whole table (`("t", tableId)`), a table name resolution (`("n", name)`), the
+table count (`("c",)`). Writes and DDL are buffered here and become one block at commit.
+The engine validates at commit that nothing read changed after it was read; then the
+transaction is equivalent to running alone at its commit point (serializable).
+
+Invariants: a transaction sees its own writes; nothing it does is visible to others or
+durable before commit; an error raised by any method leaves the transaction as it was;
+QLDB's limits are checked as early as possible (40 written documents, 128 KB per document).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from amazon.ion import simpleion
+
+from core import codec
+from core.catalog import SYSTEM_TABLE_NAME, Catalog, IndexDef, TableDef, check_name
+from core.errors import (
+    DocumentNotFoundError,
+    InvalidArgumentError,
+    InvalidDocumentError,
+    LimitExceededError,
+    TableNotFoundError,
+    TransactionError,
+)
+from core.ids import is_id, timestamp_from_ms
+from core.ionhash import ion_hash
+from core.journal import StatementRecord, statement_digest
+
+MAX_DOCUMENTS_PER_TRANSACTION = 40
+MAX_DOCUMENT_BYTES = 128 * 1024
+_EXACT_SIZE_THRESHOLD_BYTES = 32 * 1024
+
+ReadItem = tuple[object, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DocState:
+    """The current revision of a live document."""
+
+    version: int
+    seq: int
+    data: dict[str, Any]
+
+
+class ReadView(Protocol):
+    """What a transaction reads from the engine; safe to call from any thread."""
+
+    @property
+    def durable_seq(self) -> int: ...
+
+    @property
+    def catalog(self) -> Catalog: ...
+
+    def read_doc(self, table_id: str, doc_id: str) -> DocState | None: ...
+
+    def scan_docs(self, table_id: str) -> Iterator[tuple[str, DocState]]: ...
+
+    def index_doc_ids(self, index_id: str, value_hash: bytes) -> list[str]: ...
+
+
+@dataclass(slots=True)
+class PendingWrite:
+    """The value a transaction wrote to one document (None = deleted)."""
+
+    table: TableDef
+    data: dict[str, Any] | None
+    data_hash: bytes
+    packed: bytes
+    statement_indexes: list[int]
+
+
+@functools.lru_cache(maxsize=4096)
+def _text_hash(text: str) -> bytes:
+    return ion_hash(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _timestamp(epoch_ms: int) -> Any:
+    return timestamp_from_ms(epoch_ms)
+
+
+def value_key(value: object) -> bytes:
+    """The key a value has in an index: its Ion hash (equal keys = equivalent Ion values)."""
+    return ion_hash(value)
+
+
+def prepare_document(doc: object) -> tuple[dict[str, Any], bytes, bytes]:
+    """(private copy, H(doc), msgpack bytes) of a document, or a typed error."""
+    if not isinstance(doc, Mapping):
+        raise InvalidDocumentError(f"a document is a struct (dict), not {type(doc).__name__}")
+    for key in doc:
+        if not isinstance(key, str):
+            raise InvalidDocumentError(f"document field names are strings, not {key!r}")
+    try:
+        packed = codec.pack(doc)
+        copy = codec.unpack(packed)
+        data_hash = ion_hash(copy)
+    except (TypeError, ValueError) as exc:
+        raise InvalidDocumentError(f"not a storable Ion document: {exc}") from exc
+    size = len(packed)
+    if size > _EXACT_SIZE_THRESHOLD_BYTES:
+        size = len(simpleion.dumps(copy, binary=True))
+    if size > MAX_DOCUMENT_BYTES:
+        raise LimitExceededError(
+            f"document is {size} bytes of Ion binary, the limit is {MAX_DOCUMENT_BYTES}"
+        )
+    assert isinstance(copy, Mapping)
+    return copy, data_hash, packed  # type: ignore[return-value]
+
+
+class Transaction:
+    """One transaction; made by the engine, used by one thread."""
+
+    def __init__(
+        self,
+        view: ReadView,
+        transaction_id: str,
+        start_ms: int,
+        clock_ms: Callable[[], int],
+        new_id: Callable[[], str],
+    ) -> None:
+        self.transaction_id = transaction_id
+        self.start_ms = start_ms
+        self._view = view
+        self._clock_ms = clock_ms
+        self._new_id = new_id
+        self.reads: dict[ReadItem, int] = {}
+        self.writes: dict[tuple[str, str], PendingWrite] = {}
+        self.tables: dict[str, TableDef] = {}  # DDL: new table definitions by table id
+        self.statements: list[StatementRecord] = []
+        self.finished = False
+
+    # ----------------------------------------------------------------- bookkeeping
+    def _read(self, *item: object) -> None:
+        self.reads.setdefault(item, self._view.durable_seq)
+
+    def _statement(self, text: str, *parameter_hashes: bytes) -> int:
+        digest = statement_digest(_text_hash(text), parameter_hashes)
+        self.statements.append(StatementRecord(text, _timestamp(self._clock_ms()), digest))
+        return len(self.statements) - 1
+
+    def _check_open(self) -> None:
+        if self.finished:
+            raise TransactionError("the transaction has already ended")
+
+    def _table(self, name: str) -> TableDef:
+        self._check_open()
+        if not isinstance(name, str):
+            raise InvalidArgumentError(f"a table name is a string, not {name!r}")
+        for table in self.tables.values():
+            if table.name == name and table.active:
+                return table
+        self._read("n", name)
+        try:
+            return self._view.catalog.by_name(name)
+        except TableNotFoundError:
+            raise TableNotFoundError(f"no active table named {name!r}") from None
+
+    def _read_doc(self, table_id: str, doc_id: str) -> DocState | None:
+        """Read a committed document and record it in the read set.
+
+        The recorded mark is max(durable seq before the read, the document's own seq): every
+        modification at or below the first was visible to the read, and the document read is
+        the one written at the second, so the value is current as of that mark.
+        """
+        durable = self._view.durable_seq
+        state = self._view.read_doc(table_id, doc_id)
+        mark = durable if state is None else max(durable, state.seq)
+        self.reads.setdefault(("d", table_id, doc_id), mark)
+        return state
+
+    def _current(self, table: TableDef, doc_id: str) -> dict[str, Any] | None:
+        pending = self.writes.get((table.table_id, doc_id))
+        if pending is not None:
+            return pending.data
+        state = self._read_doc(table.table_id, doc_id)
+        return None if state is None else state.data
+
+    def _write(self, table: TableDef, doc_id: str, doc: object | None, statement: int) -> None:
+        key = (table.table_id, doc_id)
+        if key not in self.writes and len(self.writes) >= MAX_DOCUMENTS_PER_TRANSACTION:
+            raise LimitExceededError(
+                f"a transaction writes at most {MAX_DOCUMENTS_PER_TRANSACTION} documents"
+            )
+        if doc is None:
+            data, data_hash, packed = None, b"", b""
+        else:
+            data, data_hash, packed = prepare_document(doc)
+        previous = self.writes.get(key)
+        indexes = [] if previous is None else previous.statement_indexes
+        self.writes[key] = PendingWrite(table, data, data_hash, packed, [*indexes, statement])
+
+    # ----------------------------------------------------------------- DDL
+    def create_table(self, name: str) -> str:
+        """Create a table; returns its id."""
+        self._check_open()
+        check_name("table", name)
+        self._read("n", name)
+        self._read("c")
+        catalog = self._view.catalog
+        for table in self.tables.values():
+            catalog = catalog.with_table(table)
+        catalog.check_new_table(name)
+        table = TableDef(self._new_id(), name)
+        self._statement(f'CREATE TABLE "{name}"')
+        self.tables[table.table_id] = table
+        return table.table_id
+
+    def create_index(self, table_name: str, field: str) -> str:
+        """Create an index on a top-level field; returns the index id."""
+        table = self._table(table_name)
+        check_name("field", field)
+        Catalog.check_new_index(table, field)
+        index = IndexDef(self._new_id(), field)
+        self._statement(f'CREATE INDEX ON "{table.name}" ("{field}")')
+        self.tables[table.table_id] = table.with_index(index)
+        for (table_id, _doc_id), pending in self.writes.items():  # keep own writes' table defs
+            if table_id == table.table_id:
+                pending.table = self.tables[table_id]
+        return index.index_id
+
+    # ----------------------------------------------------------------- DML
+    def insert(self, table_name: str, doc: Mapping[str, Any]) -> str:
+        """Insert a document; returns its new 22-character id."""
+        table = self._table(table_name)
+        data, data_hash, packed = prepare_document(doc)
+        doc_id = self._new_id()
+        statement = self._statement(f'INSERT INTO "{table.name}" ?', data_hash)
+        self._write(table, doc_id, data, statement)
+        return doc_id
+
+    def get(self, table_name: str, doc_id: str) -> dict[str, Any] | None:
+        """The document with that id, or None."""
+        table = self._table(table_name)
+        _check_doc_id(doc_id)
+        self._statement(f'SELECT * FROM "{table.name}" AS d BY id WHERE id = ?', _text_hash(doc_id))
+        data = self._current(table, doc_id)
+        return None if data is None else codec.unpack(codec.pack(data))  # type: ignore[no-any-return]
+
+    def update(self, table_name: str, doc_id: str, doc: Mapping[str, Any]) -> None:
+        """Replace the document with that id by `doc` (a new revision)."""
+        table = self._table(table_name)
+        _check_doc_id(doc_id)
+        data, data_hash, _ = prepare_document(doc)
+        if self._current(table, doc_id) is None:
+            raise DocumentNotFoundError(f"no document {doc_id!r} in table {table.name!r}")
+        text = f'UPDATE "{table.name}" AS d BY id SET d = ? WHERE id = ?'
+        statement = self._statement(text, data_hash, _text_hash(doc_id))
+        self._write(table, doc_id, data, statement)
+
+    def delete(self, table_name: str, doc_id: str) -> None:
+        """Delete the document with that id (its last revision has no data)."""
+        table = self._table(table_name)
+        _check_doc_id(doc_id)
+        if self._current(table, doc_id) is None:
+            raise DocumentNotFoundError(f"no document {doc_id!r} in table {table.name!r}")
+        text = f'DELETE FROM "{table.name}" AS d BY id WHERE id = ?'
+        self._write(table, doc_id, None, self._statement(text, _text_hash(doc_id)))
+
+    def find(
+        self, table_name: str, where: Mapping[str, Any] | None = None, /, **fields: Any
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Documents whose top-level fields equal the given values (Ion equivalence).
+
+        Uses an index when one of the fields has one (a narrow read); otherwise reads
+        the whole table.
+        """
+        table = self._table(table_name)
+        wanted = {**(where or {}), **fields}
+        for field in wanted:
+            check_name("field", field)
+        keys = {field: value_key(value) for field, value in wanted.items()}
+        text = f'SELECT * FROM "{table.name}" AS d'
+        if wanted:
+            text += " WHERE " + " AND ".join(f'd."{f}" = ?' for f in wanted)
+        self._statement(text, *keys.values())
+        candidates = self._candidates(table, keys)
+        result = []
+        for doc_id, data in candidates:
+            if all(f in data and value_key(data[f]) == k for f, k in keys.items()):
+                result.append((doc_id, codec.unpack(codec.pack(data))))
+        return result
+
+    def _candidates(
+        self, table: TableDef, keys: Mapping[str, bytes]
+    ) -> list[tuple[str, dict[str, Any]]]:
+        found: dict[str, dict[str, Any] | None] = {}
+        index = next((table.index_on(f) for f in keys if table.index_on(f)), None)
+        committed_index = self._view.catalog.tables.get(table.table_id)
+        if (
+            index is not None
+            and committed_index is not None
+            and committed_index.index_on(index.field)
+        ):
+            self._read("x", index.index_id, keys[index.field])
+            for doc_id in self._view.index_doc_ids(index.index_id, keys[index.field]):
+                state = self._read_doc(table.table_id, doc_id)
+                found[doc_id] = None if state is None else state.data
+        elif table.table_id in self._view.catalog.tables:
+            self._read("t", table.table_id)
+            for doc_id, state in self._view.scan_docs(table.table_id):
+                found[doc_id] = state.data
+        for (table_id, doc_id), pending in self.writes.items():
+            if table_id == table.table_id:
+                found[doc_id] = pending.data
+        return [(doc_id, data) for doc_id, data in found.items() if data is not None]
+
+    # ----------------------------------------------------------------- commit support
+    @property
+    def read_only(self) -> bool:
+        return not self.writes and not self.tables
+
+    def system_writes(self) -> list[tuple[TableDef, dict[str, Any]]]:
+        """The catalog documents this transaction's DDL writes."""
+        return [(t, t.to_document()) for t in self.tables.values()]
+
+
+def _check_doc_id(doc_id: object) -> None:
+    if not is_id(doc_id):
+        raise InvalidArgumentError(f"a document id is 22 base62 characters, not {doc_id!r}")
+
+
+SYSTEM_TABLE = TableDef("0" * 22, SYSTEM_TABLE_NAME)

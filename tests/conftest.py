@@ -1,0 +1,52 @@
+"""Shared fixtures: ledgers on real LevelDB in a temporary directory, and a fake clock."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from core import Ledger
+from core.storage import MemoryStorage
+
+
+class FakeClock:
+    """A clock the test moves by hand (milliseconds since the epoch)."""
+
+    def __init__(self, start_ms: int = 1_700_000_000_000) -> None:
+        self.now_ms = start_ms
+
+    def __call__(self) -> int:
+        return self.now_ms
+
+    def advance(self, delta_ms: int) -> None:
+        self.now_ms += delta_ms
+
+
+def counting_bytes(seed: int = 0) -> object:
+    """A deterministic source of 'random' bytes for reproducible ids."""
+    counter = itertools.count(seed * 1_000_000)
+
+    def random_bytes(n: int) -> bytes:
+        return next(counter).to_bytes(n, "big")
+
+    return random_bytes
+
+
+@pytest.fixture
+def ledger(tmp_path: Path) -> Iterator[Ledger]:
+    with Ledger.open(tmp_path / "ledger") as opened:
+        yield opened
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def memory_ledger(clock: FakeClock) -> Iterator[Ledger]:
+    with Ledger(MemoryStorage(), clock_ms=clock) as opened:
+        yield opened

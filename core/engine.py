@@ -138,7 +138,7 @@ class Engine:
         puts = [
             (keys.META_FORMAT, keys.FORMAT_VERSION),
             (keys.META_STRAND_ID, strand_id.encode("ascii")),
-            (keys.block_key(0), codec.encode(genesis)),
+            (keys.block_key(0), codec.encode(genesis, check_names=False)),
         ]
         puts += [
             (keys.node_key(lv, ix), codec.frame(h))
@@ -339,11 +339,11 @@ class Engine:
             if new is None:
                 batch.delete(dkey)
             else:
-                batch.put(dkey, encode_doc(version, seq, codec.pack(data)))
+                batch.put(dkey, encode_doc(version, seq, codec.pack(data, check_names=False)))
             batch.put(keys.revision_key(table_id, doc_id, version), keys.encode_u64(seq))
             self._bump(seq, "d", table_id, doc_id)
             self._bump(seq, "t", table_id)
-        batch.put(keys.block_key(seq), codec.encode(block))
+        batch.put(keys.block_key(seq), codec.encode(block, check_names=False))
         for level, index, node in batch.frontier.append(block["blockHash"]):
             batch.put(keys.node_key(level, index), codec.frame(node))
         batch.seq = seq

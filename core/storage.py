@@ -22,7 +22,9 @@ Errors are typed: `StorageLockedError` (the directory is open in this or another
 `StorageCorruptionError` (LevelDB found a checksum mismatch), `StorageClosedError`, and
 `StorageError` for any other failure of the store; all subclass `StorageError`.
 
-This module does no I/O other than through plyvel, starts no threads and reads no clock.
+This module does no I/O other than through plyvel (plus one check that CURRENT exists when
+opening with create_if_missing=False, since LevelDB would first create the directory), starts
+no threads and reads no clock.
 """
 
 from __future__ import annotations

@@ -186,16 +186,22 @@ class Transaction:
         state = self._read_doc(table.table_id, doc_id)
         return None if state is None else state.data
 
-    def _write(self, table: TableDef, doc_id: str, doc: object | None, statement: int) -> None:
+    def _write(
+        self,
+        table: TableDef,
+        doc_id: str,
+        prepared: tuple[dict[str, Any], bytes, bytes] | None,
+        text: str,
+        *parameter_hashes: bytes,
+    ) -> None:
+        """Record the statement and buffer the write; checks the limit before changing anything."""
         key = (table.table_id, doc_id)
         if key not in self.writes and len(self.writes) >= MAX_DOCUMENTS_PER_TRANSACTION:
             raise LimitExceededError(
                 f"a transaction writes at most {MAX_DOCUMENTS_PER_TRANSACTION} documents"
             )
-        if doc is None:
-            data, data_hash, packed = None, b"", b""
-        else:
-            data, data_hash, packed = prepare_document(doc)
+        data, data_hash, packed = (None, b"", b"") if prepared is None else prepared
+        statement = self._statement(text, *parameter_hashes)
         previous = self.writes.get(key)
         indexes = [] if previous is None else previous.statement_indexes
         self.writes[key] = PendingWrite(table, data, data_hash, packed, [*indexes, statement])
@@ -233,10 +239,9 @@ class Transaction:
     def insert(self, table_name: str, doc: Mapping[str, Any]) -> str:
         """Insert a document; returns its new 22-character id."""
         table = self._table(table_name)
-        data, data_hash, packed = prepare_document(doc)
+        prepared = prepare_document(doc)
         doc_id = self._new_id()
-        statement = self._statement(f'INSERT INTO "{table.name}" ?', data_hash)
-        self._write(table, doc_id, data, statement)
+        self._write(table, doc_id, prepared, f'INSERT INTO "{table.name}" ?', prepared[1])
         return doc_id
 
     def get(self, table_name: str, doc_id: str) -> dict[str, Any] | None:
@@ -244,19 +249,21 @@ class Transaction:
         table = self._table(table_name)
         _check_doc_id(doc_id)
         self._statement(f'SELECT * FROM "{table.name}" AS d BY id WHERE id = ?', _text_hash(doc_id))
-        data = self._current(table, doc_id)
-        return None if data is None else codec.unpack(codec.pack(data))  # type: ignore[no-any-return]
+        pending = self.writes.get((table.table_id, doc_id))
+        if pending is not None:  # a private copy of our own write
+            return None if pending.data is None else codec.unpack(pending.packed)  # type: ignore[no-any-return]
+        state = self._read_doc(table.table_id, doc_id)
+        return None if state is None else state.data  # freshly decoded: the caller's to keep
 
     def update(self, table_name: str, doc_id: str, doc: Mapping[str, Any]) -> None:
         """Replace the document with that id by `doc` (a new revision)."""
         table = self._table(table_name)
         _check_doc_id(doc_id)
-        data, data_hash, _ = prepare_document(doc)
+        prepared = prepare_document(doc)
         if self._current(table, doc_id) is None:
             raise DocumentNotFoundError(f"no document {doc_id!r} in table {table.name!r}")
         text = f'UPDATE "{table.name}" AS d BY id SET d = ? WHERE id = ?'
-        statement = self._statement(text, data_hash, _text_hash(doc_id))
-        self._write(table, doc_id, data, statement)
+        self._write(table, doc_id, prepared, text, prepared[1], _text_hash(doc_id))
 
     def delete(self, table_name: str, doc_id: str) -> None:
         """Delete the document with that id (its last revision has no data)."""
@@ -265,7 +272,7 @@ class Transaction:
         if self._current(table, doc_id) is None:
             raise DocumentNotFoundError(f"no document {doc_id!r} in table {table.name!r}")
         text = f'DELETE FROM "{table.name}" AS d BY id WHERE id = ?'
-        self._write(table, doc_id, None, self._statement(text, _text_hash(doc_id)))
+        self._write(table, doc_id, None, text, _text_hash(doc_id))
 
     def find(
         self, table_name: str, where: Mapping[str, Any] | None = None, /, **fields: Any
@@ -284,11 +291,10 @@ class Transaction:
         if wanted:
             text += " WHERE " + " AND ".join(f'd."{f}" = ?' for f in wanted)
         self._statement(text, *keys.values())
-        candidates = self._candidates(table, keys)
         result = []
-        for doc_id, data in candidates:
+        for doc_id, data in self._candidates(table, keys):
             if all(f in data and value_key(data[f]) == k for f, k in keys.items()):
-                result.append((doc_id, codec.unpack(codec.pack(data))))
+                result.append((doc_id, data))
         return result
 
     def _candidates(
@@ -311,8 +317,8 @@ class Transaction:
             for doc_id, state in self._view.scan_docs(table.table_id):
                 found[doc_id] = state.data
         for (table_id, doc_id), pending in self.writes.items():
-            if table_id == table.table_id:
-                found[doc_id] = pending.data
+            if table_id == table.table_id:  # own writes, as private copies
+                found[doc_id] = None if pending.data is None else codec.unpack(pending.packed)
         return [(doc_id, data) for doc_id, data in found.items() if data is not None]
 
     # ----------------------------------------------------------------- commit support

@@ -330,6 +330,12 @@ def test_struct_field_names_must_be_str(value: object) -> None:
         codec.pack(value)
 
 
+def _timestamp_with_precision(precision: object) -> Timestamp:
+    value = Timestamp(2021, 6, 2, precision=TimestampPrecision.DAY)
+    value.precision = precision
+    return value
+
+
 @pytest.mark.parametrize(
     "value",
     [
@@ -341,6 +347,8 @@ def test_struct_field_names_must_be_str(value: object) -> None:
         datetime.datetime(2021, 1, 1, tzinfo=datetime.timezone(datetime.timedelta(seconds=30))),
         IonPySymbol(None, 5, None),
         "lone surrogate \ud800",
+        IonPyNull("not an IonType"),
+        _timestamp_with_precision("not a precision"),
     ],
 )
 def test_values_ion_cannot_hold_raise_a_typed_error(value: object) -> None:

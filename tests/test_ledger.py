@@ -224,3 +224,23 @@ def test_in_memory_and_leveldb_give_the_same_hashes(tmp_path: Path) -> None:
     assert build(a) == build(b)
     a.close()
     b.close()
+
+
+def test_a_refused_write_leaves_the_transaction_unchanged(memory_ledger: Ledger) -> None:
+    ledger = memory_ledger
+    ledger.execute_lambda(lambda tx: tx.create_table("T"))
+
+    def fill_then_overflow(tx: Transaction) -> str:
+        ids = [tx.insert("T", {"i": i}) for i in range(40)]
+        with pytest.raises(LimitExceededError):
+            tx.insert("T", {"i": 40})
+        with pytest.raises(InvalidDocumentError):
+            tx.update("T", ids[0], {"bad": {1, 2}})
+        return ids[0]
+
+    doc_id = ledger.execute_lambda(fill_then_overflow)
+    revision = ledger.history("T", doc_id)[0]
+    block = ledger.get_block(revision["blockAddress"])["block"]
+    assert len(block["transactionInfo"]["statements"]) == 40
+    assert len(block["revisions"]) == 40
+    assert revision["data"] == {"i": 0}

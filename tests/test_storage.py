@@ -175,6 +175,31 @@ def test_readers_never_see_part_of_a_batch(storage: Storage) -> None:
     assert {value for _, value in storage.scan(b"w", b"x")} == {b"59"}
 
 
+def test_close_waits_for_calls_in_flight_and_stops_later_ones(storage: Storage) -> None:
+    """Closing while another thread writes and reads ends that thread with StorageClosedError."""
+    outcome: list[BaseException] = []
+    started = threading.Event()
+
+    def worker() -> None:
+        try:
+            for n in range(100_000):
+                storage.write([(b"n", b"%d" % n), (b"m%d" % (n % 50), b"x")])
+                assert storage.get(b"n") == b"%d" % n
+                assert len(list(storage.scan(b"m", b"n"))) <= 50
+                started.set()
+        except BaseException as exc:  # the test inspects it
+            outcome.append(exc)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    assert started.wait(timeout=30)
+    storage.close()
+    thread.join(timeout=30)
+    assert not thread.is_alive()
+    assert len(outcome) == 1
+    assert isinstance(outcome[0], StorageClosedError)
+
+
 # ---------------------------------------------------------------------------------------------
 # LevelDB only
 # ---------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Embedded engine benchmark: group-commit throughput vs the raw LevelDB ceiling, and
 digest / proof / verify times as the journal grows (to show O(log n)).
 
-    .venv/bin/python benchmarks/engine.py            # full run (about 5 minutes)
+    .venv/bin/python benchmarks/engine.py            # full run (about 3 minutes)
     .venv/bin/python benchmarks/engine.py --quick    # smaller sizes
 
 Throughput: C client threads each commit single-document insert transactions through

@@ -5,19 +5,27 @@ journal blocks (key `B<seq>`) are the source of truth; documents, revision locat
 entries, the catalog and Merkle nodes are derived from each block by `_apply`, a
 deterministic function of the block and the state before it.
 
-`commit(transactions, now_ms)` is group commit: every transaction of the batch is validated
-in order against what was read (including the effect of the transactions before it in the
-same batch), turned into one block each, applied to an in-memory overlay, and the whole batch
-(blocks + derived state + Merkle nodes) is written as ONE atomic, synced storage write. Only
-after that write returns is the new state published (catalog, then durable sequence number),
-so readers on other threads never see a state that is not durable.
+A group commit has three steps, which a caller may pipeline:
+1. `prepare(transactions, now_ms)` validates every transaction in order against the HEAD
+   state (everything prepared so far, durable or not, including earlier transactions of the
+   same batch), turns each valid one into a block, and derives the batch's storage writes.
+   It advances the head: sequence number, tip hash, Merkle frontier, catalog, and an overlay
+   of the documents changed by prepared-but-unpublished blocks.
+2. `write(batch)` stores the batch (blocks + derived state + Merkle nodes) as ONE atomic,
+   synced storage write. Batches are written in the order they were prepared.
+3. `publish(batch)` makes it visible to readers (catalog, then durable sequence number).
+`commit()` does all three. While batch n is being written, batch n+1 may be prepared: its
+transactions are validated against the head, which already includes batch n.
 
 Invariants:
 - the journal is append-only; a block is never rewritten; block n+1 chains to block n;
-- a transaction commits only if nothing it read was modified after it read it;
+- readers (transactions, queries) see only published state, which is durable;
+- a transaction commits only if nothing it read was modified after it read it (every
+  prepared block marks what it modified with its sequence number, before it is durable);
 - a failed validation writes nothing; a failed storage write stops the engine (`failed`),
-  since its in-memory view may be ahead of disk: the caller must reopen.
-Only one thread may call `commit` at a time; any thread may read.
+  since its head is ahead of disk: the caller must reopen. Nothing after it is written.
+One thread prepares at a time and one thread writes/publishes at a time (they may differ);
+any thread may read.
 """
 
 from __future__ import annotations
@@ -67,18 +75,24 @@ def decode_doc(value: bytes) -> DocState:
     return DocState(version, seq, codec.unpack(payload[_DOC_HEADER.size :]))
 
 
-class _Batch:
-    """The overlay of one group commit: what its earlier transactions changed."""
+class PreparedBatch:
+    """One group commit after validation: its storage writes and the head it leads to."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.puts: dict[bytes, bytes] = {}
         self.deletes: set[bytes] = set()
         self.docs: dict[tuple[str, str], DocState | None] = {}
-        self.catalog = engine.catalog
-        self.seq = engine.durable_seq
-        self.tip_hash = engine.tip_hash
-        self.frontier = engine.frontier.copy()
+        self.catalog = engine.head_catalog
+        self.first_seq = engine.head_seq + 1
+        self.seq = engine.head_seq
+        self.tip_hash = engine.head_hash
+        self.frontier = engine.head_frontier.copy()
+
+    @property
+    def empty(self) -> bool:
+        """True when no transaction of the batch produced a block."""
+        return self.seq < self.first_seq
 
     def put(self, key: bytes, value: bytes) -> None:
         self.deletes.discard(key)
@@ -91,11 +105,11 @@ class _Batch:
     def doc(self, table_id: str, doc_id: str) -> DocState | None:
         if (table_id, doc_id) in self.docs:
             return self.docs[(table_id, doc_id)]
-        return self.engine.read_doc(table_id, doc_id)
+        return self.engine.head_doc(table_id, doc_id)
 
     def scan_docs(self, table_id: str) -> Iterator[tuple[str, DocState]]:
         own = {d: s for (t, d), s in self.docs.items() if t == table_id}
-        for doc_id, state in self.engine.scan_docs(table_id):
+        for doc_id, state in self.engine.head_scan_docs(table_id):
             if doc_id not in own:
                 yield doc_id, state
         for doc_id, maybe in own.items():
@@ -154,15 +168,20 @@ class Engine:
         block = self.read_block(tip)
         if tip > 0 and self.read_block(tip - 1)["blockHash"] != block["previousBlockHash"]:
             raise CorruptLedgerError(f"block {tip} does not chain to block {tip - 1}")
-        self.frontier = Frontier.from_storage(tip + 1, self.get_node)
+        self.frontier = Frontier.from_storage(tip + 1, self.get_node)  # durable
         if self.get_node(0, tip) != block["blockHash"]:
             raise CorruptLedgerError(f"the Merkle tree does not end with block {tip}")
         catalog = Catalog.empty()
         for _, state in self.scan_docs(SYSTEM_TABLE_ID):
             catalog = catalog.with_table(TableDef.from_document(state.data))
-        self.catalog = catalog
-        self.tip_hash: bytes = block["blockHash"]
+        self.catalog = catalog  # published (durable) state, read by any thread
         self.durable_seq = tip
+        self.head_catalog = catalog  # head state, used by the preparing thread only
+        self.head_seq = tip
+        self.head_hash: bytes = block["blockHash"]
+        self.head_frontier = self.frontier
+        # documents changed by prepared blocks not yet published: (seq, state or None)
+        self._unwritten: dict[tuple[str, str], tuple[int, DocState | None]] = {}
         self._pruned_below = tip
 
     # ----------------------------------------------------------------- reads (any thread)
@@ -203,6 +222,23 @@ class Engine:
             keys.index_key_doc_id(k) for k, _ in self.storage.scan(prefix, keys.prefix_end(prefix))
         ]
 
+    def head_doc(self, table_id: str, doc_id: str) -> DocState | None:
+        """The document as of the head (preparing thread only)."""
+        unwritten = self._unwritten.get((table_id, doc_id))
+        if unwritten is not None:
+            return unwritten[1]
+        return self.read_doc(table_id, doc_id)
+
+    def head_scan_docs(self, table_id: str) -> Iterator[tuple[str, DocState]]:
+        """The table's live documents as of the head (preparing thread only)."""
+        own = {d: state for (t, d), (_, state) in self._unwritten.items() if t == table_id}
+        for doc_id, state in self.scan_docs(table_id):
+            if doc_id not in own:
+                yield doc_id, state
+        for doc_id, maybe in own.items():
+            if maybe is not None:
+                yield doc_id, maybe
+
     @staticmethod
     def _decode_doc(raw: bytes) -> DocState:
         try:
@@ -219,11 +255,24 @@ class Engine:
         self, transactions: list[Transaction], now_ms: int
     ) -> list[CommitResult | StrandError]:
         """Validate, journal and durably store a batch; one outcome per transaction."""
+        batch, outcomes = self.prepare(transactions, now_ms)
+        if not batch.empty:
+            self.write(batch)
+            self.publish(batch)
+        return outcomes
+
+    def prepare(
+        self, transactions: list[Transaction], now_ms: int
+    ) -> tuple[PreparedBatch, list[CommitResult | StrandError]]:
+        """Validate a batch against the head and form its blocks; advances the head."""
         self._check_usable()
+        durable = self.durable_seq
+        if self._unwritten:
+            self._unwritten = {k: v for k, v in self._unwritten.items() if v[0] > durable}
         if len(self._last_modified) > _LAST_MODIFIED_CAPACITY:
             self._last_modified.clear()
-            self._pruned_below = self.durable_seq
-        batch = _Batch(self)
+            self._pruned_below = self.head_seq
+        batch = PreparedBatch(self)
         outcomes: list[CommitResult | StrandError] = []
         for tx in transactions:
             tx.finished = True
@@ -231,19 +280,32 @@ class Engine:
                 outcomes.append(self._prepare(tx, now_ms, batch))
             except StrandError as exc:
                 outcomes.append(exc)
-        if batch.seq == self.durable_seq:
-            return outcomes
+        if not batch.empty:
+            self.head_catalog = batch.catalog
+            self.head_seq = batch.seq
+            self.head_hash = batch.tip_hash
+            self.head_frontier = batch.frontier
+            for key, state in batch.docs.items():
+                self._unwritten[key] = (batch.seq, state)
+        return batch, outcomes
+
+    def write(self, batch: PreparedBatch) -> None:
+        """Store a prepared batch with one synced write; batches go in prepare order."""
+        self._check_usable()
+        if batch.first_seq != self.durable_seq + 1:
+            raise AssertionError(f"batch from {batch.first_seq} after {self.durable_seq}")
         try:
             self.storage.write(list(batch.puts.items()), list(batch.deletes))
         except BaseException as exc:
             self.failed = exc
             raise LedgerClosedError(f"storage write failed, reopen the ledger: {exc}") from exc
         self.stats_batches += 1
+
+    def publish(self, batch: PreparedBatch) -> None:
+        """Make a written batch visible to readers."""
         self.catalog = batch.catalog
         self.frontier = batch.frontier
-        self.tip_hash = batch.tip_hash
         self.durable_seq = batch.seq
-        return outcomes
 
     def _check_usable(self) -> None:
         if self.failed is not None:
@@ -255,7 +317,7 @@ class Engine:
             return modified > seq
         return seq < self._pruned_below
 
-    def _prepare(self, tx: Transaction, now_ms: int, batch: _Batch) -> CommitResult:
+    def _prepare(self, tx: Transaction, now_ms: int, batch: PreparedBatch) -> CommitResult:
         for item, seq in tx.reads.items():
             if self._changed_after(item, seq):
                 raise OccConflictError(f"transaction {tx.transaction_id}: {item!r} changed")
@@ -317,7 +379,7 @@ class Engine:
     def _bump(self, seq: int, *item: object) -> None:
         self._last_modified[item] = seq
 
-    def _apply(self, block: Block, batch: _Batch) -> None:
+    def _apply(self, block: Block, batch: PreparedBatch) -> None:
         """Derive every state change of one block into the batch overlay."""
         seq = block["blockAddress"]["sequenceNo"]
         assert seq == batch.seq + 1
@@ -349,7 +411,7 @@ class Engine:
         batch.seq = seq
         batch.tip_hash = block["blockHash"]
 
-    def _apply_catalog(self, seq: int, batch: _Batch, table: TableDef) -> None:
+    def _apply_catalog(self, seq: int, batch: PreparedBatch, table: TableDef) -> None:
         old = batch.catalog.tables.get(table.table_id)
         if old is None:
             self._bump(seq, "c")
@@ -369,7 +431,7 @@ class Engine:
     def _apply_indexes(
         self,
         seq: int,
-        batch: _Batch,
+        batch: PreparedBatch,
         table_id: str,
         doc_id: str,
         old: DocState | None,

@@ -2,9 +2,14 @@
 
 This is the only place in core/ that reads the wall clock, draws random bytes or waits.
 `execute_lambda` runs the caller's function in a transaction on the caller's thread, then
-commits it by group commit: concurrent committers queue their transactions, one of them
-(the leader) takes everything queued and commits it as one batch with one synced write,
-the others wait for the outcome. An idle ledger commits a lone transaction at once.
+commits it by pipelined group commit, with no threads of its own: concurrent committers
+queue their transactions; one of them (the preparer) takes everything queued, validates it
+and forms the blocks (`Engine.prepare`), then writes the batch with one synced write and
+publishes it (`Engine.write`, `Engine.publish`). While one batch is being written (the
+thread waits on the disk, without the GIL) the next preparer validates the next batch
+against the head, so CPU work and fsync overlap. At most one prepared batch waits for the
+writer, and batches are written in the order they were prepared. An idle ledger commits a
+lone transaction at once, on the caller's thread.
 
 Invariants: a transaction function sees only durable state plus its own writes; an
 acknowledged commit (execute_lambda returned) is on disk; on OCC conflict the whole
@@ -24,7 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from core import queries
-from core.engine import CommitResult, Engine
+from core.engine import CommitResult, Engine, PreparedBatch
 from core.errors import LedgerClosedError, OccConflictError, StrandError
 from core.ids import IdSource
 from core.storage import LevelDBStorage, MemoryStorage, Storage
@@ -41,12 +46,25 @@ def wall_clock_ms() -> int:
 
 
 class _Request:
-    __slots__ = ("tx", "outcome", "done")
+    """One transaction waiting for its outcome; `lock` is held until it is resolved."""
+
+    __slots__ = ("tx", "outcome", "taken", "lock")
 
     def __init__(self, tx: Transaction) -> None:
         self.tx = tx
         self.outcome: CommitResult | BaseException | None = None
-        self.done = False
+        self.taken = False  # a preparer has it
+        self.lock = threading.Lock()
+        self.lock.acquire()
+
+    def resolve(self, outcome: CommitResult | BaseException) -> None:
+        self.outcome = outcome
+        self.lock.release()
+
+    def wait(self) -> CommitResult | BaseException:
+        self.lock.acquire()
+        assert self.outcome is not None
+        return self.outcome
 
 
 class Ledger:
@@ -65,7 +83,9 @@ class Ledger:
         self._rng = random.Random(random_bytes(16))
         self._cond = threading.Condition()
         self._queue: list[_Request] = []
-        self._leading = False
+        self._preparing = False  # a thread is preparing a batch
+        self._waiting_batches = 0  # prepared batches not yet being written (at most 1)
+        self._writing = False  # a thread is writing a batch
         self._closed = False
 
     @classmethod
@@ -112,34 +132,66 @@ class Ledger:
     def _commit(self, tx: Transaction) -> CommitResult | BaseException:
         request = _Request(tx)
         with self._cond:
+            if self._closed:
+                return LedgerClosedError("the ledger is closed")
             self._queue.append(request)
-            while not request.done:
-                if self._leading:
+            while not request.taken:
+                if self._preparing or self._waiting_batches:
                     self._cond.wait()
-                    continue
-                self._leading = True
-                batch = self._queue[:MAX_BATCH_TRANSACTIONS]
-                del self._queue[:MAX_BATCH_TRANSACTIONS]
-                self._cond.release()
-                try:
-                    self._run_batch(batch)
-                finally:
-                    self._cond.acquire()
-                    self._leading = False
-                    self._cond.notify_all()
-        assert request.outcome is not None
-        return request.outcome
+                else:
+                    self._lead()
+        return request.wait()
 
-    def _run_batch(self, batch: list[_Request]) -> None:
-        for request in batch:
+    def _lead(self) -> None:
+        """Prepare, then write, everything queued. Called and returns with `_cond` held."""
+        cond, engine = self._cond, self._engine
+        self._preparing = True
+        requests = self._queue[:MAX_BATCH_TRANSACTIONS]
+        del self._queue[:MAX_BATCH_TRANSACTIONS]
+        for request in requests:
+            request.taken = True
             request.tx.finished = False  # the engine marks them finished as it takes them
+        batch: PreparedBatch | None = None
+        to_write: list[tuple[_Request, CommitResult]] = []
+        cond.release()
         try:
-            outcomes: list[Any] = self._engine.commit([r.tx for r in batch], self._clock_ms())
-        except BaseException as exc:  # storage failure: every member of the batch learns it
-            outcomes = [exc] * len(batch)
-        for request, outcome in zip(batch, outcomes, strict=True):
-            request.outcome = outcome
-            request.done = True
+            try:
+                batch, outcomes = engine.prepare([r.tx for r in requests], self._clock_ms())
+            except BaseException as exc:  # the engine stopped: every member learns it
+                outcomes = [exc] * len(requests)  # type: ignore[list-item]
+            for request, outcome in zip(requests, outcomes, strict=True):
+                if isinstance(outcome, CommitResult) and outcome.sequence_no is not None:
+                    to_write.append((request, outcome))
+                else:  # refused, or read-only: nothing to wait for
+                    request.resolve(outcome)
+        finally:
+            cond.acquire()
+            self._preparing = False
+            if to_write:
+                self._waiting_batches += 1
+            cond.notify_all()
+        if batch is None or not to_write:
+            return
+        while self._writing:
+            cond.wait()
+        self._waiting_batches -= 1
+        self._writing = True
+        cond.notify_all()  # the next preparer may start
+        cond.release()
+        try:
+            try:
+                engine.write(batch)
+                engine.publish(batch)
+            except BaseException as exc:
+                for request, _ in to_write:
+                    request.resolve(exc)
+            else:
+                for request, outcome in to_write:
+                    request.resolve(outcome)
+        finally:
+            cond.acquire()
+            self._writing = False
+            cond.notify_all()
 
     # ----------------------------------------------------------------- journal
     def get_digest(self, digest_tip_address: Any = None) -> dict[str, Any]:
@@ -187,7 +239,7 @@ class Ledger:
 
     def close(self) -> None:
         with self._cond:
-            while self._leading:
+            while self._preparing or self._waiting_batches or self._writing:
                 self._cond.wait()
             if not self._closed:
                 self._closed = True

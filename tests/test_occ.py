@@ -1,7 +1,9 @@
 """Serializable isolation: random interleavings of concurrent transfers equal a serial order.
 
 The engine is driven step by step: every transaction reads its accounts, writes, and asks to
-commit; hypothesis chooses the interleaving and when a group commit flushes. The committed
+commit; hypothesis chooses the interleaving, when a group commit is prepared and when the
+prepared batches are written and published (a batch is validated while the one before it is
+still unwritten, as in the Ledger's pipeline). The committed
 transactions, replayed one by one in commit order from the initial state, must read exactly
 what they read concurrently, and leave exactly the final state (no lost update, no write
 skew, no phantom); the bank total never changes; audits that commit see the true total.
@@ -16,7 +18,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.engine import CommitResult, Engine
+from core.engine import CommitResult, Engine, PreparedBatch
 from core.errors import OccConflictError
 from core.ids import IdSource
 from core.storage import MemoryStorage
@@ -108,8 +110,20 @@ def test_interleaved_transactions_equal_a_serial_order(
     committed: list[tuple[int, Program]] = []
     running = list(programs)
 
+    in_flight: list[PreparedBatch] = []  # prepared, not yet written: the pipeline
+
+    def land() -> None:
+        for batch in in_flight:
+            engine.write(batch)
+            engine.publish(batch)
+        in_flight.clear()
+
     def flush() -> None:
-        outcomes = engine.commit([p.tx for p in ready], 0)
+        # Pipelined like the Ledger: prepare this batch while the previous one is unwritten.
+        batch, outcomes = engine.prepare([p.tx for p in ready], 0)
+        land()
+        if not batch.empty:
+            in_flight.append(batch)
         for program, outcome in zip(ready, outcomes, strict=True):
             if isinstance(outcome, CommitResult):
                 committed.append((outcome.sequence_no or -1, program))
@@ -123,11 +137,15 @@ def test_interleaved_transactions_equal_a_serial_order(
         if choice >= len(running) or not running:
             flush()
             continue
+        if choice == 9:
+            land()
+            continue
         program = running[choice]
         if program.advance(ids):
             running.remove(program)
             ready.append(program)
     flush()
+    land()
 
     # Replay the committed ones serially, in commit order (read-only ones anywhere valid:
     # they carry no block, so order them by where they observed the state).

@@ -1,10 +1,11 @@
 """core.ionhash against the official Ion Hash conformance suite (amazon-ion/ion-hash-test).
 
-The suite lives in ``shared/vectors/ion_hash_tests.ion`` beside the checkout. Each of its 167
-top-level structs is one case: the value under test (``ion``, or Ion binary bytes under
-``'10n'``) and its expectations: ``identity`` lists the bytes fed to an identity hash, whose
-last ``digest::``/``final_digest::`` is the full serialization; ``md5`` lists MD5 digests,
-the last one being the value's. Every case must pass; none is skipped.
+The suite is vendored in ``tests/vectors/ion_hash_tests.ion`` (a copy of ../shared/vectors).
+Each of its 167 top-level structs is one case: the value under test (``ion``, or Ion
+binary bytes under ``'10n'``) and its expectations: ``identity`` lists the bytes fed to an
+identity hash, whose last ``digest::``/``final_digest::`` is the full serialization;
+``md5`` lists MD5 digests, the last one being the value's. Every case must pass; none is
+skipped.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from amazon.ion.symbols import SymbolTableCatalog
 
 from core.ionhash import ion_hash
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors" / "ion_hash_tests.ion"
+VECTORS = Path(__file__).resolve().parent / "vectors" / "ion_hash_tests.ion"
 CASE_COUNT = 167
 IVM = bytes((0xE0, 0x01, 0x00, 0xEA))
 
@@ -28,7 +29,7 @@ def _load_cases() -> list[Any]:
     if not VECTORS.is_file():
         raise FileNotFoundError(
             f"Ion Hash conformance suite not found at {VECTORS}: "
-            "the shared/ folder must sit beside the checkout"
+            "it is part of the repository (tests/vectors/)"
         )
     # amazon-ion's C extension refuses this file (IERR_TOO_MANY_ANNOTATIONS); passing a
     # catalog selects the pure-Python reader, which parses every case.

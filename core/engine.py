@@ -41,6 +41,7 @@ from core.errors import (
     CorruptLedgerError,
     LedgerClosedError,
     OccConflictError,
+    StaleBatchError,
     StrandError,
     TableNotFoundError,
     TransactionExpiredError,
@@ -55,6 +56,15 @@ from core.transaction import DocState, ReadItem, Transaction, value_key
 TRANSACTION_TIMEOUT_MS = 30_000
 _LAST_MODIFIED_CAPACITY = 250_000
 _DOC_HEADER = struct.Struct(">IQ")
+
+
+@dataclass(frozen=True, slots=True)
+class Genesis:
+    """What block 0 is made of. Replicas of one ledger must agree on it (see cluster/)."""
+
+    strand_id: str
+    transaction_id: str
+    created_ms: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +98,8 @@ class PreparedBatch:
         self.seq = engine.head_seq
         self.tip_hash = engine.head_hash
         self.frontier = engine.head_frontier.copy()
+        self.generation = engine.generation
+        self.blocks: list[Block] = []
 
     @property
     def empty(self) -> bool:
@@ -120,15 +132,20 @@ class PreparedBatch:
 class Engine:
     """One ledger's engine over one Storage. See the module docstring."""
 
-    def __init__(self, storage: Storage, ids: IdSource, now_ms: int) -> None:
+    def __init__(
+        self, storage: Storage, ids: IdSource, now_ms: int, *, genesis: Genesis | None = None
+    ) -> None:
         self.storage = storage
         self.ids = ids
         self.failed: BaseException | None = None
         self.stats_batches = 0  # storage writes made by commit() (for benchmarks)
+        self.generation = 0  # bumped by reset_head(); batches of older generations are void
         self._last_modified: dict[ReadItem, int] = {}
         strand = storage.get(keys.META_STRAND_ID)
         if strand is None:
-            self._create(now_ms)
+            if genesis is None:
+                genesis = Genesis(self.ids.new_id(), self.ids.new_id(), now_ms)
+            self._create(genesis)
             strand = storage.get(keys.META_STRAND_ID)
             assert strand is not None
         elif storage.get(keys.META_FORMAT) != keys.FORMAT_VERSION:
@@ -137,13 +154,13 @@ class Engine:
         self._load()
 
     # ----------------------------------------------------------------- open
-    def _create(self, now_ms: int) -> None:
-        strand_id = self.ids.new_id()
+    def _create(self, origin: Genesis) -> None:
+        strand_id = origin.strand_id
         genesis = build_block(
             strand_id=strand_id,
             sequence_no=0,
-            transaction_id=self.ids.new_id(),
-            timestamp=timestamp_from_ms(now_ms),
+            transaction_id=origin.transaction_id,
+            timestamp=timestamp_from_ms(origin.created_ms),
             previous_block_hash=b"",
             statements=[],
             writes=[],
@@ -183,6 +200,7 @@ class Engine:
         # documents changed by prepared blocks not yet published: (seq, state or None)
         self._unwritten: dict[tuple[str, str], tuple[int, DocState | None]] = {}
         self._pruned_below = tip
+        self._reset_requested = False
 
     # ----------------------------------------------------------------- reads (any thread)
     def read_block(self, seq: int) -> Block:
@@ -247,9 +265,18 @@ class Engine:
             raise CorruptLedgerError(f"a stored document is corrupted: {exc}") from exc
 
     # ----------------------------------------------------------------- transactions
-    def begin(self, start_ms: int, clock_ms: Callable[[], int]) -> Transaction:
+    def begin(
+        self, start_ms: int, clock_ms: Callable[[], int], transaction_id: str | None = None
+    ) -> Transaction:
+        """A new transaction; a caller-chosen id makes retries idempotent (see committed_seq)."""
         self._check_usable()
-        return Transaction(self, self.ids.new_id(), start_ms, clock_ms, self.ids.new_id)
+        tx_id = self.ids.new_id() if transaction_id is None else transaction_id
+        return Transaction(self, tx_id, start_ms, clock_ms, self.ids.new_id)
+
+    def committed_seq(self, transaction_id: str) -> int | None:
+        """The block of a durable transaction that wrote something, else None."""
+        raw = self.storage.get(keys.tx_key(transaction_id))
+        return None if raw is None else keys.decode_u64(raw)
 
     def commit(
         self, transactions: list[Transaction], now_ms: int
@@ -267,6 +294,9 @@ class Engine:
         """Validate a batch against the head and form its blocks; advances the head."""
         self._check_usable()
         durable = self.durable_seq
+        if self._reset_requested:
+            self._reset_requested = False
+            self._reset_head()
         if self._unwritten:
             self._unwritten = {k: v for k, v in self._unwritten.items() if v[0] > durable}
         if len(self._last_modified) > _LAST_MODIFIED_CAPACITY:
@@ -289,17 +319,79 @@ class Engine:
                 self._unwritten[key] = (batch.seq, state)
         return batch, outcomes
 
-    def write(self, batch: PreparedBatch) -> None:
-        """Store a prepared batch with one synced write; batches go in prepare order."""
+    def write(
+        self,
+        batch: PreparedBatch,
+        extra_puts: list[tuple[bytes, bytes]] | None = None,
+        extra_deletes: list[bytes] | None = None,
+    ) -> None:
+        """Store a prepared batch with one synced write; batches go in prepare order.
+
+        `extra_*` join the same atomic write (a replica's Raft log and state go with it).
+        """
         self._check_usable()
-        if batch.first_seq != self.durable_seq + 1:
-            raise AssertionError(f"batch from {batch.first_seq} after {self.durable_seq}")
+        if batch.generation != self.generation or batch.first_seq != self.durable_seq + 1:
+            self.request_reset()  # the head no longer extends the durable state
+            raise StaleBatchError(
+                f"batch from block {batch.first_seq} no longer follows block {self.durable_seq}"
+            )
         try:
-            self.storage.write(list(batch.puts.items()), list(batch.deletes))
+            self.storage.write(
+                list(batch.puts.items()) + (extra_puts or []),
+                list(batch.deletes) + (extra_deletes or []),
+            )
         except BaseException as exc:
             self.failed = exc
             raise LedgerClosedError(f"storage write failed, reopen the ledger: {exc}") from exc
         self.stats_batches += 1
+
+    def apply_blocks(self, blocks: list[Block], *, checked: bool = False) -> PreparedBatch:
+        """Derive the batch of blocks made elsewhere (a replica applying its log), checked.
+
+        Each block must carry hashes that recompute (skipped when the caller has `checked`
+        them) and chain to the durable tip; otherwise CorruptLedgerError and nothing changes.
+        The caller then `write`s and `publish`es the batch. Only for a replica whose head is
+        its durable state (it prepares nothing).
+        """
+        self._check_usable()
+        batch = PreparedBatch(self)
+        batch.first_seq = self.durable_seq + 1
+        batch.seq, batch.tip_hash = self.durable_seq, self.durable_hash()
+        batch.frontier = self.frontier.copy()
+        batch.catalog = self.catalog
+        for block in blocks:
+            problem = None if checked else check_block(block)
+            seq = block["blockAddress"]["sequenceNo"]
+            if problem is None and seq != batch.seq + 1:
+                problem = f"block {seq} does not follow block {batch.seq}"
+            if problem is None and block["previousBlockHash"] != batch.tip_hash:
+                problem = f"block {seq} does not chain to block {batch.seq}"
+            if problem is None and block["blockAddress"]["strandId"] != self.strand_id:
+                problem = f"block {seq} belongs to another strand"
+            if problem is not None:
+                raise CorruptLedgerError(problem)
+            self._apply(block, batch)
+        self.head_catalog, self.head_seq = batch.catalog, batch.seq
+        self.head_hash, self.head_frontier = batch.tip_hash, batch.frontier
+        return batch
+
+    def durable_hash(self) -> bytes:
+        """The hash of the durable tip block."""
+        return self.get_node(0, self.durable_seq)
+
+    def request_reset(self) -> None:
+        """Drop every prepared-but-unwritten batch at the start of the next `prepare`.
+
+        Any thread may call it (the preparing thread owns the head). Batches prepared before
+        it can no longer be written: `write` raises StaleBatchError for them.
+        """
+        self.generation += 1
+        self._reset_requested = True
+
+    def _reset_head(self) -> None:
+        self.head_catalog, self.head_seq = self.catalog, self.durable_seq
+        self.head_hash, self.head_frontier = self.durable_hash(), self.frontier
+        self._unwritten = {}
 
     def publish(self, batch: PreparedBatch) -> None:
         """Make a written batch visible to readers."""
@@ -406,6 +498,8 @@ class Engine:
             self._bump(seq, "d", table_id, doc_id)
             self._bump(seq, "t", table_id)
         batch.put(keys.block_key(seq), codec.encode(block, check_names=False))
+        batch.put(keys.tx_key(block["transactionId"]), keys.encode_u64(seq))
+        batch.blocks.append(block)
         for level, index, node in batch.frontier.append(block["blockHash"]):
             batch.put(keys.node_key(level, index), codec.frame(node))
         batch.seq = seq

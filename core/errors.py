@@ -26,6 +26,39 @@ class TransactionError(StrandError):
     """The transaction cannot go on: it was committed, aborted, or used from a wrong place."""
 
 
+class StaleBatchError(OccConflictError):
+    """The batch holding the transaction was dropped before it committed (a replicated ledger
+    changed leader, or its head was reset). Nothing of it is in the journal; retry it."""
+
+
+class NotLeaderError(StrandError):
+    """This replica does not lead; `leader` names the one it believes leads (or None)."""
+
+    def __init__(self, message: str, leader: str | None = None) -> None:
+        super().__init__(message)
+        self.leader = leader
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.leader))
+
+
+class UnavailableError(StrandError):
+    """The replicated ledger cannot serve now (no leader, no majority); try again later."""
+
+
+class TransactionCommittedError(StrandError):
+    """The transaction is in the journal, but its function's return value was lost (the
+    coordinator restarted between commit and reply). Retrying it would apply it twice."""
+
+    def __init__(self, message: str, transaction_id: str, sequence_no: int | None) -> None:
+        super().__init__(message)
+        self.transaction_id = transaction_id
+        self.sequence_no = sequence_no
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.transaction_id, self.sequence_no))
+
+
 class TransactionExpiredError(TransactionError):
     """The transaction ran longer than QLDB's 30 second limit."""
 

@@ -9,6 +9,9 @@ numeric order; ids are fixed-width 22-byte ASCII so that prefixes never overlap.
     D<tableId:22><docId:22>          current state of a document (derived from the journal)
     R<tableId:22><docId:22><ver:u32> block sequence number holding that revision (derived)
     X<indexId:22><valueHash:32><docId:22>   index entry (derived)
+    T<transactionId:22>              block sequence number of a committed transaction (derived)
+    L<index:u64>                     replicated ledgers only: Raft log entry (core/replica.py)
+    Mraft_state, Mraft_applied       replicated ledgers only: Raft term/vote/commit, applied index
 
 Everything but M and B is derived state: it is rebuilt deterministically from the blocks.
 """
@@ -30,6 +33,8 @@ NODE_PREFIX = b"N"
 DOC_PREFIX = b"D"
 REVISION_PREFIX = b"R"
 INDEX_PREFIX = b"X"
+TX_PREFIX = b"T"
+LOG_PREFIX = b"L"
 
 
 def prefix_end(prefix: bytes) -> bytes:
@@ -91,3 +96,15 @@ def encode_u64(value: int) -> bytes:
 
 def decode_u64(data: bytes) -> int:
     return int(_U64.unpack(data)[0])
+
+
+def tx_key(transaction_id: str) -> bytes:
+    return TX_PREFIX + transaction_id.encode("ascii")
+
+
+def log_key(index: int) -> bytes:
+    return LOG_PREFIX + _U64.pack(index)
+
+
+def log_index(key: bytes) -> int:
+    return int(_U64.unpack(key[1:9])[0])

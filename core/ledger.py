@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from core import queries
-from core.engine import CommitResult, Engine, PreparedBatch
+from core.engine import CommitResult, Engine, Genesis, PreparedBatch
 from core.errors import LedgerClosedError, OccConflictError, StrandError
 from core.ids import IdSource
 from core.storage import LevelDBStorage, MemoryStorage, Storage
@@ -39,6 +39,15 @@ T = TypeVar("T")
 DEFAULT_RETRY_LIMIT = 4
 BACKOFF_BASE_MS = 10
 MAX_BATCH_TRANSACTIONS = 1024
+
+# Stores a prepared batch durably and publishes it (default: Engine.write, Engine.publish).
+# A replicated ledger supplies one that first replicates the batch (cluster/coordinator.py).
+WriteBatch = Callable[[Engine, PreparedBatch], None]
+
+
+def write_locally(engine: Engine, batch: PreparedBatch) -> None:
+    engine.write(batch)
+    engine.publish(batch)
 
 
 def wall_clock_ms() -> int:
@@ -76,10 +85,15 @@ class Ledger:
         *,
         clock_ms: Callable[[], int] = wall_clock_ms,
         random_bytes: Callable[[int], bytes] = os.urandom,
+        genesis: Genesis | None = None,
+        write_batch: WriteBatch = write_locally,
+        max_batch_transactions: int = MAX_BATCH_TRANSACTIONS,
     ) -> None:
         self._storage = storage
         self._clock_ms = clock_ms
-        self._engine = Engine(storage, IdSource(random_bytes), clock_ms())
+        self._engine = Engine(storage, IdSource(random_bytes), clock_ms(), genesis=genesis)
+        self._write_batch = write_batch
+        self._max_batch = max_batch_transactions
         self._rng = random.Random(random_bytes(16))
         self._cond = threading.Condition()
         self._queue: list[_Request] = []
@@ -105,13 +119,25 @@ class Ledger:
         return self._engine.strand_id
 
     # ----------------------------------------------------------------- transactions
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
     def execute_lambda(
-        self, fn: Callable[[Transaction], T], retry_limit: int = DEFAULT_RETRY_LIMIT
+        self,
+        fn: Callable[[Transaction], T],
+        retry_limit: int = DEFAULT_RETRY_LIMIT,
+        *,
+        transaction_id: str | None = None,
     ) -> T:
-        """Run `fn(tx)` in a transaction and commit it; retry the whole of it on OCC conflict."""
+        """Run `fn(tx)` in a transaction and commit it; retry the whole of it on OCC conflict.
+
+        Every attempt uses `transaction_id` when given (only a committed attempt reaches the
+        journal, so the id names at most one committed transaction).
+        """
         for attempt in range(retry_limit + 1):
             self._check_open()
-            tx = self._engine.begin(self._clock_ms(), self._clock_ms)
+            tx = self._engine.begin(self._clock_ms(), self._clock_ms, transaction_id)
             try:
                 result = fn(tx)
             finally:
@@ -146,8 +172,8 @@ class Ledger:
         """Prepare, then write, everything queued. Called and returns with `_cond` held."""
         cond, engine = self._cond, self._engine
         self._preparing = True
-        requests = self._queue[:MAX_BATCH_TRANSACTIONS]
-        del self._queue[:MAX_BATCH_TRANSACTIONS]
+        requests = self._queue[: self._max_batch]
+        del self._queue[: self._max_batch]
         for request in requests:
             request.taken = True
             request.tx.finished = False  # the engine marks them finished as it takes them
@@ -180,8 +206,7 @@ class Ledger:
         cond.release()
         try:
             try:
-                engine.write(batch)
-                engine.publish(batch)
+                self._write_batch(engine, batch)
             except BaseException as exc:
                 for request, _ in to_write:
                     request.resolve(exc)

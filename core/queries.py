@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from core import codec, keys, merkle
 from core.catalog import TableDef
@@ -29,6 +29,20 @@ from core.errors import (
 from core.journal import Block, check_block, revision_proof_in_block
 
 
+class JournalSource(Protocol):
+    """What digests and proofs need: an Engine, or the cluster's digest actor."""
+
+    @property
+    def strand_id(self) -> str: ...
+
+    @property
+    def durable_seq(self) -> int: ...
+
+    def get_node(self, level: int, index: int) -> bytes: ...
+
+    def read_block(self, seq: int) -> Block: ...
+
+
 @dataclass(frozen=True, slots=True)
 class JournalReport:
     """The outcome of a full journal scan."""
@@ -39,11 +53,11 @@ class JournalReport:
     problem: str | None = None
 
 
-def _address(engine: Engine, seq: int) -> dict[str, Any]:
+def _address(engine: JournalSource, seq: int) -> dict[str, Any]:
     return {"strandId": engine.strand_id, "sequenceNo": seq}
 
 
-def _sequence_no(engine: Engine, address: object, what: str) -> int:
+def _sequence_no(engine: JournalSource, address: object, what: str) -> int:
     if not isinstance(address, Mapping) or set(address) != {"strandId", "sequenceNo"}:
         raise InvalidArgumentError(f"{what} is {{strandId, sequenceNo}}, got {address!r}")
     seq = address["sequenceNo"]
@@ -54,7 +68,7 @@ def _sequence_no(engine: Engine, address: object, what: str) -> int:
     return seq
 
 
-def _tip(engine: Engine, seq: int, tip_address: object) -> int:
+def _tip(engine: JournalSource, seq: int, tip_address: object) -> int:
     durable = engine.durable_seq
     tip = durable if tip_address is None else _sequence_no(engine, tip_address, "digest tip")
     if tip > durable:
@@ -64,7 +78,7 @@ def _tip(engine: Engine, seq: int, tip_address: object) -> int:
     return tip
 
 
-def get_digest(engine: Engine, tip_address: object = None) -> dict[str, Any]:
+def get_digest(engine: JournalSource, tip_address: object = None) -> dict[str, Any]:
     """The Merkle root over blocks 0..tip (default: the current tip) and its tip address."""
     tip = _tip(engine, 0, tip_address)
     return {
@@ -73,7 +87,7 @@ def get_digest(engine: Engine, tip_address: object = None) -> dict[str, Any]:
     }
 
 
-def get_block(engine: Engine, address: object, tip_address: object = None) -> dict[str, Any]:
+def get_block(engine: JournalSource, address: object, tip_address: object = None) -> dict[str, Any]:
     """The block and its proof up to the digest at `tip_address` (default: current tip)."""
     seq = _sequence_no(engine, address, "block address")
     tip = _tip(engine, seq, tip_address)
@@ -85,7 +99,7 @@ def get_block(engine: Engine, address: object, tip_address: object = None) -> di
 
 
 def get_revision(
-    engine: Engine, address: object, document_id: str, tip_address: object = None
+    engine: JournalSource, address: object, document_id: str, tip_address: object = None
 ) -> dict[str, Any]:
     """One revision of a block and its proof: inside the block, then up the strand tree."""
     seq = _sequence_no(engine, address, "block address")
@@ -100,7 +114,7 @@ def get_revision(
 
 
 def get_consistency_proof(
-    engine: Engine, old_tip_address: object, new_tip_address: object = None
+    engine: JournalSource, old_tip_address: object, new_tip_address: object = None
 ) -> dict[str, Any]:
     """Proof that the journal at the newer tip extends the journal at the older tip."""
     old = _sequence_no(engine, old_tip_address, "old digest tip")

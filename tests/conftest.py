@@ -50,3 +50,19 @@ def clock() -> FakeClock:
 def memory_ledger(clock: FakeClock) -> Iterator[Ledger]:
     with Ledger(MemoryStorage(), clock_ms=clock) as opened:
         yield opened
+
+
+@pytest.fixture(scope="session")
+def ray_runtime() -> Iterator[None]:
+    """One local Ray for the whole session, with one custom resource per simulated AZ."""
+    import ray
+
+    ray.init(
+        namespace="strand",
+        resources={"az-a": 1.0, "az-b": 1.0, "az-c": 1.0},
+        include_dashboard=False,
+        logging_level="WARNING",
+        log_to_driver=False,
+    )
+    yield
+    ray.shutdown()

@@ -15,7 +15,7 @@ import pytest
 
 from core import Ledger
 from core.engine import CommitResult, Engine
-from core.errors import LedgerClosedError, OccConflictError
+from core.errors import LedgerClosedError, OccConflictError, StaleBatchError
 from core.ids import IdSource
 from core.storage import MemoryStorage, StorageError
 
@@ -91,7 +91,7 @@ def test_two_batches_in_flight_chain_and_land_in_order() -> None:
     first, _ = engine.prepare([inserts[0]], 0)
     second, _ = engine.prepare([inserts[1]], 0)
     assert second.first_seq == first.seq + 1
-    with pytest.raises(AssertionError):
+    with pytest.raises(StaleBatchError):
         engine.write(second)  # out of order: refused before touching the disk
     for batch in (first, second):
         engine.write(batch)

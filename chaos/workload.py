@@ -1,0 +1,141 @@
+"""A bank-transfer workload for any ledger handle (embedded `Ledger` or `LedgerCluster`).
+
+Accounts start with equal balances; each transfer reads two accounts and moves an amount
+between them (serializable: the total never changes). Every acknowledged transaction is
+recorded by its id, so a checker can then demand that each one is in the journal exactly
+once (`journal_transaction_ids`) and that the total is conserved.
+
+Invariants: a transaction is counted as acknowledged only when the handle returned its
+result, or raised TransactionCommittedError (it is in the journal, its result was lost);
+workers stop by themselves after `count` transactions or at `stop`.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any, Protocol
+
+from core.errors import StrandError, TransactionCommittedError
+from core.transaction import Transaction
+
+TABLE = "Accounts"
+START_BALANCE = 1_000
+
+
+class LedgerHandle(Protocol):
+    def execute_lambda(self, fn: Callable[[Transaction], Any], retry_limit: int = ...) -> Any: ...
+
+    def get_digest(self, digest_tip_address: Any = None) -> dict[str, Any]: ...
+
+    def get_block(self, block_address: Any, digest_tip_address: Any = None) -> dict[str, Any]: ...
+
+
+def open_accounts(ledger: LedgerHandle, accounts: int) -> None:
+    def create(tx: Transaction) -> None:
+        tx.create_table(TABLE)
+        tx.create_index(TABLE, "accountId")
+
+    ledger.execute_lambda(create)
+    for first in range(0, accounts, 50):
+        ledger.execute_lambda(
+            partial(_insert_accounts, first=first, last=min(first + 50, accounts))
+        )
+
+
+def _insert_accounts(tx: Transaction, first: int, last: int) -> None:
+    for n in range(first, last):
+        tx.insert(TABLE, {"accountId": n, "owner": f"owner-{n}", "balance": START_BALANCE})
+
+
+def transfer(tx: Transaction, source: int, target: int, amount: int) -> tuple[str, bool]:
+    """Move `amount` if the source has it; returns (transaction id, moved)."""
+    [(source_id, source_doc)] = tx.find(TABLE, accountId=source)
+    [(target_id, target_doc)] = tx.find(TABLE, accountId=target)
+    if source_doc["balance"] < amount:
+        return tx.transaction_id, False
+    source_doc["balance"] -= amount
+    target_doc["balance"] += amount
+    tx.update(TABLE, source_id, source_doc)
+    tx.update(TABLE, target_id, target_doc)
+    return tx.transaction_id, True
+
+
+def total_balance(ledger: LedgerHandle) -> int:
+    docs = ledger.execute_lambda(lambda tx: tx.find(TABLE))
+    return sum(int(doc["balance"]) for _, doc in docs)
+
+
+@dataclass(slots=True)
+class WorkloadResult:
+    """What the clients saw (mutable: filled by the workers)."""
+
+    acknowledged: set[str] = field(default_factory=set)  # committed transfers that wrote
+    answered: int = 0  # transfers acknowledged, including read-only ones (nothing to move)
+    errors: dict[str, int] = field(default_factory=dict)
+    latencies_ms: list[float] = field(default_factory=list)
+    done: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def run_transfers(
+    ledger: LedgerHandle,
+    *,
+    accounts: int,
+    threads: int,
+    count: int,
+    seed: int = 0,
+    stop: threading.Event | None = None,
+    result: WorkloadResult | None = None,
+) -> WorkloadResult:
+    """Run `count` transfers per thread (or until `stop`); returns what was acknowledged."""
+    out = result if result is not None else WorkloadResult()
+
+    def worker(worker_seed: int) -> None:
+        rng = random.Random(worker_seed)
+        for _ in range(count):
+            if stop is not None and stop.is_set():
+                return
+            source, target = rng.sample(range(accounts), 2)
+            fn = partial(transfer, source=source, target=target, amount=rng.randint(1, 100))
+            started = time.perf_counter()
+            try:
+                tx_id, moved = ledger.execute_lambda(fn)
+            except TransactionCommittedError as exc:  # committed: it wrote a block
+                tx_id, moved = exc.transaction_id, True
+            except StrandError as exc:
+                with out.lock:
+                    out.errors[type(exc).__name__] = out.errors.get(type(exc).__name__, 0) + 1
+                    out.done += 1
+                continue
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            with out.lock:
+                if moved:
+                    out.acknowledged.add(tx_id)
+                out.answered += 1
+                out.latencies_ms.append(elapsed_ms)
+                out.done += 1
+
+    pool = [
+        threading.Thread(target=worker, args=(seed * 1000 + i,), daemon=True)
+        for i in range(threads)
+    ]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    return out
+
+
+def journal_transaction_ids(ledger: LedgerHandle) -> list[str]:
+    """Every transaction id in the journal, block by block (one read per block)."""
+    tip = ledger.get_digest()["digestTipAddress"]
+    ids = []
+    for seq in range(1, tip["sequenceNo"] + 1):
+        address = {"strandId": tip["strandId"], "sequenceNo": seq}
+        ids.append(ledger.get_block(address, tip)["block"]["transactionId"])
+    return ids

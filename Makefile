@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo demo-embedded test lint bench bench-cluster clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
+	$(PY) -m cluster.demo
+
+demo-embedded: $(STAMP)
 	$(PY) -m core.demo
 
 test: $(STAMP)
@@ -24,6 +27,9 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/engine.py
+
+bench-cluster: $(STAMP)
+	$(PY) benchmarks/cluster.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis

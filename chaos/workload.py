@@ -41,9 +41,9 @@ def open_accounts(ledger: LedgerHandle, accounts: int) -> None:
         tx.create_index(TABLE, "accountId")
 
     ledger.execute_lambda(create)
-    for first in range(0, accounts, 50):
+    for first in range(0, accounts, 40):  # QLDB: at most 40 documents per transaction
         ledger.execute_lambda(
-            partial(_insert_accounts, first=first, last=min(first + 50, accounts))
+            partial(_insert_accounts, first=first, last=min(first + 40, accounts))
         )
 
 

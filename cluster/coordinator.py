@@ -28,6 +28,7 @@ coordinator's journal is always a prefix of the cluster's committed journal.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -63,6 +64,7 @@ class CommitCoordinator:
 
     def __init__(self, config: ClusterConfig) -> None:
         self.config = config
+        os.makedirs(coordinator_dir(config), exist_ok=True)
         self.storage = LevelDBStorage(coordinator_dir(config))
         self.ledger = Ledger(
             self.storage,

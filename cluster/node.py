@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import random
 import threading
 import time
@@ -51,6 +52,7 @@ class NodeHost:
         self.config = config
         self.name = name
         node = config.node(name)
+        os.makedirs(node.data_dir, exist_ok=True)
         self.storage = LevelDBStorage(node.data_dir)
         rng = random.Random(seed if seed is not None else time.time_ns())
         self.replica = Replica(
@@ -75,6 +77,7 @@ class NodeHost:
         self._read_ids = 0
         self._scheduled = False
         self._fence = 0
+        self.stats: dict[str, float] = {"proposals": 0, "propose_ms": 0.0, "ready_ms": 0.0}
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"strand-node-{name}", daemon=True)
         self._started = threading.Event()
@@ -117,7 +120,9 @@ class NodeHost:
         self._scheduled = False
         replica = self.replica
         while replica.has_ready():
+            started = time.perf_counter()
             out = replica.process_ready()
+            self.stats["ready_ms"] += (time.perf_counter() - started) * 1000
             if out is None:
                 break
             for message in out.messages:
@@ -166,10 +171,13 @@ class NodeHost:
         future: asyncio.Future[bool] = self.loop.create_future()
         self._proposals[index] = (replica.node.term, future)
         self._schedule()
+        started = self.loop.time()
         try:
             committed = await asyncio.wait_for(future, timeout_s)
         except TimeoutError:
             return (UNAVAILABLE, f"entry {index} not committed within {timeout_s} s")
+        self.stats["proposals"] += 1
+        self.stats["propose_ms"] += (self.loop.time() - started) * 1000
         return (OK, index) if committed else (STALE, f"entry {index} was replaced")
 
     async def barrier(self, fence: int, timeout_s: float) -> tuple[str, Any]:
@@ -241,6 +249,7 @@ class StorageNode:
         status: dict[str, Any] = host.call(host.replica.status, 5)
         status["az"] = host.config.node(host.name).az
         status["transport"] = host.transport.stats.as_dict()
+        status["stats"] = dict(host.stats)
         return status
 
     def read_blocks(self, first_seq: int, max_count: int = 512) -> list[bytes]:

@@ -73,7 +73,7 @@ class _Request:
 class LedgerCluster:
     """A handle on a running cluster (see the module docstring). Safe to share between threads."""
 
-    def __init__(self, config: ClusterConfig, *, owns_ray: bool, max_inflight_calls: int = 4):
+    def __init__(self, config: ClusterConfig, *, owns_ray: bool, max_inflight_calls: int = 2):
         self.config = config
         self._owns_ray = owns_ray
         self._ids = IdSource(os.urandom)

@@ -65,7 +65,8 @@ class CommitCoordinator:
     def __init__(self, config: ClusterConfig) -> None:
         self.config = config
         os.makedirs(coordinator_dir(config), exist_ok=True)
-        self.storage = LevelDBStorage(coordinator_dir(config))
+        # a rebuildable copy of committed blocks: no fsync (the majority has them durably)
+        self.storage = LevelDBStorage(coordinator_dir(config), sync=False)
         self.ledger = Ledger(
             self.storage,
             genesis=genesis_of(config),

@@ -331,7 +331,8 @@ class Engine:
         """
         self._check_usable()
         if batch.generation != self.generation or batch.first_seq != self.durable_seq + 1:
-            self.request_reset()  # the head no longer extends the durable state
+            if batch.first_seq <= self.durable_seq:  # blocks applied from elsewhere overtook
+                self.request_reset()  # the head: it no longer extends the durable state
             raise StaleBatchError(
                 f"batch from block {batch.first_seq} no longer follows block {self.durable_seq}"
             )

@@ -11,8 +11,10 @@ random operation sequences:
 - `write(puts, deletes)` is ONE atomic batch: the deletes are applied, then the puts (so a
   key in both ends up put; a key put twice keeps the last value). Concurrent readers see
   all of a batch or none of it, and after a crash the store holds all of it or none of it.
-  `LevelDBStorage.write` is durable (fsynced) when it returns. A batch with a non-`bytes`
-  key or value raises TypeError and writes nothing.
+  `LevelDBStorage.write` is durable (fsynced) when it returns, unless the store was opened
+  with `sync=False` (a cache that can be rebuilt, like the cluster coordinator's copy of the
+  journal: a process crash loses nothing, a machine crash may lose the latest batches).
+  A batch with a non-`bytes` key or value raises TypeError and writes nothing.
 - Safe for concurrent readers plus writers from several threads. `close()` is idempotent,
   waits for operations in flight, and afterwards every call raises `StorageClosedError`
   (a half-consumed scan too, at its next item).
@@ -249,8 +251,11 @@ class LevelDBStorage:
     LevelDB).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, create_if_missing: bool = True) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, create_if_missing: bool = True, sync: bool = True
+    ) -> None:
         self.path = os.fspath(path)
+        self._sync = sync
         if not create_if_missing and not os.path.isfile(os.path.join(self.path, "CURRENT")):
             # Checked here because LevelDB would first create the directory and its LOCK file.
             raise StorageNotFoundError(f"no database at {self.path}")
@@ -369,7 +374,7 @@ class LevelDBStorage:
         _check_batch(puts, deletes)
         db = self._enter()
         try:
-            with db.write_batch(transaction=True, sync=True) as batch:
+            with db.write_batch(transaction=True, sync=self._sync) as batch:
                 for key in deletes:
                     batch.delete(key)
                 for key, value in puts:

@@ -355,6 +355,7 @@ class Engine:
         its durable state (it prepares nothing).
         """
         self._check_usable()
+        self._drop_prepared()  # derive from durable state only, never from a prepared batch
         batch = PreparedBatch(self)
         batch.first_seq = self.durable_seq + 1
         batch.seq, batch.tip_hash = self.durable_seq, self.durable_hash()
@@ -390,9 +391,18 @@ class Engine:
         self._reset_requested = True
 
     def _reset_head(self) -> None:
+        self._drop_prepared()
         self.head_catalog, self.head_seq = self.catalog, self.durable_seq
         self.head_hash, self.head_frontier = self.durable_hash(), self.frontier
+
+    def _drop_prepared(self) -> None:
+        """Forget prepared-but-unwritten batches: their documents, and their OCC marks (a
+        mark above the durable tip is lowered to it: conservative, never misses a conflict)."""
         self._unwritten = {}
+        durable = self.durable_seq
+        for item, seq in list(self._last_modified.items()):
+            if seq > durable:
+                self._last_modified[item] = durable
 
     def publish(self, batch: PreparedBatch) -> None:
         """Make a written batch visible to readers."""

@@ -11,8 +11,8 @@ Transactions: `execute_lambda(fn)` gives the call a transaction id, then hands (
 the CommitCoordinator, where fn runs next to the state it reads (Ray pickles it, closures
 included; like on the embedded ledger it must not have side effects outside the
 transaction, and its return value must pickle). Concurrent callers share Ray calls: while
-`max_inflight_calls` calls are out, new transactions queue, and the next call takes the
-whole queue. If the coordinator dies, the same id is sent again once Ray has restarted it:
+`max_inflight_calls` calls (default 1) are out, new transactions queue, and the next call
+takes the whole queue; the coordinator commits one call's transactions as one group. If the coordinator dies, the same id is sent again once Ray has restarted it:
 the coordinator finds an id already in the journal (TransactionCommittedError) instead of
 applying it twice.
 
@@ -73,7 +73,7 @@ class _Request:
 class LedgerCluster:
     """A handle on a running cluster (see the module docstring). Safe to share between threads."""
 
-    def __init__(self, config: ClusterConfig, *, owns_ray: bool, max_inflight_calls: int = 2):
+    def __init__(self, config: ClusterConfig, *, owns_ray: bool, max_inflight_calls: int = 1):
         self.config = config
         self._owns_ray = owns_ray
         self._ids = IdSource(os.urandom)

@@ -32,7 +32,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
 
 import ray
@@ -80,15 +80,32 @@ class CommitCoordinator:
         self._synced = False
         self._inflight: dict[str, Future[Outcome]] = {}
         self._inflight_lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=128, thread_name_prefix="strand-tx")
         self.stats = {"batches": 0, "resolves": 0, "stale": 0}
 
     # ----------------------------------------------------------------- client API
     def execute(self, requests: list[tuple[str, Callable[[Transaction], Any]]]) -> list[Outcome]:
-        """Run and commit each (transaction id, function); one outcome per request."""
+        """Run and commit each (transaction id, function) of one call as one group commit."""
         self._ensure_synced()
-        futures = [self._submit(tx_id, fn) for tx_id, fn in requests]
-        return [future.result() for future in futures]
+        mine: list[tuple[int, str, Callable[[Transaction], Any]]] = []
+        futures: list[Future[Outcome] | None] = []
+        with self._inflight_lock:
+            for i, (tx_id, fn) in enumerate(requests):
+                running = self._inflight.get(tx_id)
+                if running is None:  # a resent id still running elsewhere waits for it
+                    self._inflight[tx_id] = Future()
+                    mine.append((i, tx_id, fn))
+                futures.append(running)
+        work = [(tx_id, self._guarded(tx_id, fn)) for _, tx_id, fn in mine]
+        outcomes: list[Outcome | None] = [None] * len(requests)
+        for (i, tx_id, _), (ok, value) in zip(mine, self.ledger.execute_many(work), strict=True):
+            outcomes[i] = ("ok", ship(value)) if ok else ("error", value)
+            with self._inflight_lock:
+                future = self._inflight.pop(tx_id)
+            future.set_result(outcomes[i])  # type: ignore[arg-type]
+        for i, running in enumerate(futures):
+            if running is not None:
+                outcomes[i] = running.result()
+        return [o if o is not None else ("error", UnavailableError("lost")) for o in outcomes]
 
     def status(self) -> dict[str, Any]:
         return {
@@ -101,21 +118,9 @@ class CommitCoordinator:
     def ping(self) -> str:
         return "coordinator"
 
-    def _submit(self, tx_id: str, fn: Callable[[Transaction], Any]) -> Future[Outcome]:
-        with self._inflight_lock:
-            running = self._inflight.get(tx_id)
-            if running is not None:
-                return running
-            future = self._pool.submit(self._run, tx_id, fn)
-            self._inflight[tx_id] = future
-        future.add_done_callback(lambda _: self._forget(tx_id))
-        return future
-
-    def _forget(self, tx_id: str) -> None:
-        with self._inflight_lock:
-            self._inflight.pop(tx_id, None)
-
-    def _run(self, tx_id: str, fn: Callable[[Transaction], Any]) -> Outcome:
+    def _guarded(
+        self, tx_id: str, fn: Callable[[Transaction], Any]
+    ) -> Callable[[Transaction], Any]:
         engine = self.engine
 
         def attempt(tx: Transaction) -> Any:
@@ -126,10 +131,7 @@ class CommitCoordinator:
                 )
             return fn(tx)
 
-        try:
-            return ("ok", ship(self.ledger.execute_lambda(attempt, transaction_id=tx_id)))
-        except Exception as exc:
-            return ("error", exc)
+        return attempt
 
     # ----------------------------------------------------------------- replication
     def _node(self, name: str) -> Any:

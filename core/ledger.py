@@ -24,7 +24,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -155,18 +155,65 @@ class Ledger:
             raise outcome
         raise AssertionError("unreachable")
 
+    def execute_many(
+        self,
+        work: Sequence[tuple[str | None, Callable[[Transaction], Any]]],
+        retry_limit: int = DEFAULT_RETRY_LIMIT,
+    ) -> list[tuple[bool, Any]]:
+        """Run several (transaction id, fn) on this thread and commit them as one group.
+
+        Like `execute_lambda` for each, but the transactions of one round share a group
+        commit (the cluster coordinator runs a client's batched call this way). Returns, in
+        order, (True, fn's result) or (False, the exception).
+        """
+        results: list[tuple[bool, Any] | None] = [None] * len(work)
+        todo = list(range(len(work)))
+        for attempt in range(retry_limit + 1):
+            self._check_open()
+            started: list[tuple[int, Transaction, Any]] = []
+            for i in todo:
+                tx = self._engine.begin(self._clock_ms(), self._clock_ms, work[i][0])
+                try:
+                    value = work[i][1](tx)
+                except Exception as exc:
+                    results[i] = (False, exc)
+                    continue
+                finally:
+                    pending = not tx.finished
+                    tx.finished = True
+                if not pending:
+                    results[i] = (False, StrandError("the transaction was ended inside it"))
+                    continue
+                started.append((i, tx, value))
+            outcomes = self._commit_all([tx for _, tx, _ in started])
+            todo = []
+            for (i, _, value), outcome in zip(started, outcomes, strict=True):
+                if isinstance(outcome, CommitResult):
+                    results[i] = (True, value)
+                elif isinstance(outcome, OccConflictError) and attempt < retry_limit:
+                    todo.append(i)
+                else:
+                    results[i] = (False, outcome)
+            if not todo:
+                break
+            time.sleep(self._rng.uniform(0, BACKOFF_BASE_MS * (2**attempt)) / 1000)
+        return [r if r is not None else (False, StrandError("not run")) for r in results]
+
     def _commit(self, tx: Transaction) -> CommitResult | BaseException:
-        request = _Request(tx)
+        return self._commit_all([tx])[0]
+
+    def _commit_all(self, txs: list[Transaction]) -> list[CommitResult | BaseException]:
+        requests = [_Request(tx) for tx in txs]
         with self._cond:
             if self._closed:
-                return LedgerClosedError("the ledger is closed")
-            self._queue.append(request)
-            while not request.taken:
+                return [LedgerClosedError("the ledger is closed")] * len(txs)
+            self._queue.extend(requests)
+            while not all(r.taken for r in requests):
                 if self._preparing or self._waiting_batches:
                     self._cond.wait()
                 else:
                     self._lead()
-        return request.wait()
+        return [request.wait() for request in requests]
 
     def _lead(self) -> None:
         """Prepare, then write, everything queued. Called and returns with `_cond` held."""

@@ -12,8 +12,9 @@ the CommitCoordinator, where fn runs next to the state it reads (Ray pickles it,
 included; like on the embedded ledger it must not have side effects outside the
 transaction, and its return value must pickle). Concurrent callers share Ray calls: while
 `max_inflight_calls` calls (default 1) are out, new transactions queue, and the next call
-takes the whole queue; the coordinator commits one call's transactions as one group. If the coordinator dies, the same id is sent again once Ray has restarted it:
-the coordinator finds an id already in the journal (TransactionCommittedError) instead of
+takes the whole queue; the coordinator commits one call's transactions as one group. If
+the coordinator dies, the same ids are sent again once Ray has restarted it: the
+coordinator finds an id already in the journal (TransactionCommittedError) instead of
 applying it twice.
 
 Reads: the digest actor serves digests, blocks and revisions with proofs; other reads go

@@ -168,3 +168,11 @@ def test_a_follower_that_missed_many_blocks_catches_up(cluster: LedgerCluster) -
     cluster.restart(follower)
     wait_for(lambda: cluster.node_digests().get(follower, (0, b""))[0] >= behind, what="catch-up")
     check_journal(cluster, result)
+
+
+def test_a_second_handle_connects_to_the_running_cluster(cluster: LedgerCluster) -> None:
+    other = LedgerCluster.connect(cluster.config)
+    doc_id = other.execute_lambda(lambda tx: tx.insert("Accounts", {"accountId": 998}))
+    assert cluster.history("Accounts", doc_id)[-1]["data"] == {"accountId": 998}
+    assert other.get_digest() == cluster.get_digest()
+    cluster.execute_lambda(lambda tx: tx.delete("Accounts", doc_id))

@@ -324,6 +324,8 @@ class Engine:
         batch: PreparedBatch,
         extra_puts: list[tuple[bytes, bytes]] | None = None,
         extra_deletes: list[bytes] | None = None,
+        *,
+        sync: bool = True,
     ) -> None:
         """Store a prepared batch with one synced write; batches go in prepare order.
 
@@ -340,6 +342,7 @@ class Engine:
             self.storage.write(
                 list(batch.puts.items()) + (extra_puts or []),
                 list(batch.deletes) + (extra_deletes or []),
+                sync=sync,
             )
         except BaseException as exc:
             self.failed = exc

@@ -8,19 +8,22 @@ replica's own Storage (`L<index>` = framed [term, data]; `Mraft_state` = term, v
 
 `Replica` is the host of a `RaftNode`; it is driven, never drives: the cluster actor (or the
 simulator) calls `tick`, `step`, `propose`, `read_index`, and then `process_ready`, which
-carries out Raft's duties in order in ONE synced storage write: the hard state, the new log
+carries out Raft's duties in order in ONE atomic storage write: the hard state, the new log
 entries (and the deletion of any conflicting suffix), the blocks of newly committed entries
-with all their derived state, and the applied index; it then publishes the engine and hands
-back the messages to send. No threads, sockets or clocks: time is ticks, randomness is the
-`random.Random` passed in.
+with all their derived state, and the applied index. The write is synced when it holds new
+entries or a new term or vote (Raft's rule); a write that only applies committed entries
+is not (they are durable in the log already, and are re-applied after a crash). It then
+publishes the engine and hands back the messages to send. No threads, sockets or clocks:
+time is ticks, randomness is the `random.Random` passed in.
 
 Invariants:
 - a follower appends an entry only if its blocks recompute their hashes and chain to the
   block before them in the log (`_accept`); the leader refuses a proposal that does not
   chain to its log's last block (`propose` raises StaleBatchError), which also fences off a
   stale coordinator;
-- the engine's durable tip and `Mraft_applied` change in the same atomic write, so after a
-  crash the replica re-applies exactly the committed entries it had not applied;
+- the engine's tip and `Mraft_applied` change in the same atomic write, so after a crash
+  the replica re-applies exactly the committed entries it had not applied (or had applied
+  in a write the crash lost);
 - applied == commit after every `process_ready`, so a ReadState it returns can be served at
   once, and a block is visible on a replica only once it is committed (stored on a majority).
 """
@@ -197,6 +200,7 @@ class Replica:
         if raw_state is not None:
             term, vote, commit = msgpack.unpackb(codec.unframe(raw_state), raw=False)
             hard_state = HardState(term, vote, commit)
+        self._term_vote = (0, None) if hard_state is None else (hard_state.term, hard_state.vote)
         raw_applied = storage.get(META_RAFT_APPLIED)
         self.applied = 0 if raw_applied is None else keys.decode_u64(raw_applied)
         # tips[i] = (sequence number, hash) of the last block once log entry i is applied
@@ -297,6 +301,13 @@ class Replica:
             return None
         rd = node.ready()
         puts, deletes = self.log.writes(rd.entries)
+        # Raft needs new entries, term and vote durable before anything is sent; applying
+        # committed entries need not be (they are durable in the log: a replica that loses
+        # an unsynced apply re-applies them after a crash), nor does the commit index.
+        sync = bool(rd.entries) or (
+            rd.hard_state is not None
+            and (rd.hard_state.term, rd.hard_state.vote) != self._term_vote
+        )
         if rd.hard_state is not None:
             hs = rd.hard_state
             puts.append(
@@ -313,10 +324,12 @@ class Replica:
             puts.append((META_RAFT_APPLIED, keys.encode_u64(rd.committed[-1].index)))
         if blocks:
             batch = engine.apply_blocks(blocks, checked=True)
-            engine.write(batch, puts, deletes)
+            engine.write(batch, puts, deletes, sync=sync)
             engine.publish(batch)
         elif puts or deletes:
-            self.storage.write(puts, deletes)
+            self.storage.write(puts, deletes, sync=sync)
+        if rd.hard_state is not None:
+            self._term_vote = (rd.hard_state.term, rd.hard_state.vote)
         self.log.stored(rd.entries)
         if rd.committed:
             self.applied = rd.committed[-1].index

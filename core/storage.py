@@ -93,8 +93,17 @@ class Storage(Protocol):
         """The greatest key with start <= key < stop, or None."""
         ...
 
-    def write(self, puts: Sequence[tuple[bytes, bytes]], deletes: Sequence[bytes] = ()) -> None:
-        """Apply the deletes, then the puts, as one atomic batch, durable when this returns."""
+    def write(
+        self,
+        puts: Sequence[tuple[bytes, bytes]],
+        deletes: Sequence[bytes] = (),
+        *,
+        sync: bool = True,
+    ) -> None:
+        """Apply the deletes, then the puts, as one atomic batch, durable when this returns.
+
+        `sync=False`: atomic but not yet durable (a later synced write makes it durable; a
+        machine crash before that may lose it, never half of it)."""
         ...
 
     def close(self) -> None:
@@ -176,7 +185,14 @@ class MemoryStorage:
                 return None
             return self._keys[hi - 1]
 
-    def write(self, puts: Sequence[tuple[bytes, bytes]], deletes: Sequence[bytes] = ()) -> None:
+    def write(
+        self,
+        puts: Sequence[tuple[bytes, bytes]],
+        deletes: Sequence[bytes] = (),
+        *,
+        sync: bool = True,
+    ) -> None:
+        del sync  # memory is as durable as it gets
         _check_batch(puts, deletes)  # before any change: all or nothing
         with self._lock:
             self._check_open()
@@ -370,11 +386,17 @@ class LevelDBStorage:
         finally:
             self._exit()
 
-    def write(self, puts: Sequence[tuple[bytes, bytes]], deletes: Sequence[bytes] = ()) -> None:
+    def write(
+        self,
+        puts: Sequence[tuple[bytes, bytes]],
+        deletes: Sequence[bytes] = (),
+        *,
+        sync: bool = True,
+    ) -> None:
         _check_batch(puts, deletes)
         db = self._enter()
         try:
-            with db.write_batch(transaction=True, sync=self._sync) as batch:
+            with db.write_batch(transaction=True, sync=self._sync and sync) as batch:
                 for key in deletes:
                     batch.delete(key)
                 for key, value in puts:

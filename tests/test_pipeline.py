@@ -28,10 +28,16 @@ class FlakyStorage(MemoryStorage):
         self.fail_writes = False
         self.writes = 0
 
-    def write(self, puts: Sequence[tuple[bytes, bytes]], deletes: Sequence[bytes] = ()) -> None:
+    def write(
+        self,
+        puts: Sequence[tuple[bytes, bytes]],
+        deletes: Sequence[bytes] = (),
+        *,
+        sync: bool = True,
+    ) -> None:
         if self.fail_writes:
             raise StorageError("injected: the disk is gone")
-        super().write(puts, deletes)
+        super().write(puts, deletes, sync=sync)
         self.writes += 1
 
 

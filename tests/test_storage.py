@@ -319,10 +319,11 @@ class StoresAgree(RuleBasedStateMachine):
     @rule(
         puts=st.lists(st.tuples(_keys, _values), max_size=6),
         deletes=st.lists(_keys, max_size=4),
+        sync=st.booleans(),
     )
-    def write(self, puts: list[tuple[bytes, bytes]], deletes: list[bytes]) -> None:
+    def write(self, puts: list[tuple[bytes, bytes]], deletes: list[bytes], sync: bool) -> None:
         for store in self.stores():
-            store.write(puts, deletes)
+            store.write(puts, deletes, sync=sync)  # unsynced: same atomicity, same view
         for key in deletes:
             self.model.pop(key, None)
         self.model.update(puts)

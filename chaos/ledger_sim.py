@@ -56,7 +56,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import hashlib
-import heapq
 import random
 import sys
 import time
@@ -66,6 +65,7 @@ from typing import NoReturn
 
 import msgpack
 
+from chaos.network import SimNetwork
 from chaos.sim import SimulationError
 from core import codec, keys, queries, wire
 from core.engine import CommitResult, Engine, Genesis, PreparedBatch
@@ -184,13 +184,6 @@ class TxRecord:
 
 
 @dataclass(frozen=True, slots=True)
-class Packet:
-    sender: str
-    to: str
-    payload: bytes  # wire.encode(message)
-
-
-@dataclass(frozen=True, slots=True)
 class Transfer:
     source: int
     target: int
@@ -220,9 +213,12 @@ class LedgerSimulation:
         self.genesis = Genesis(self._new_id(), self._new_id(), GENESIS_MS)
         self.now_ms = 0
         self.faults = False
-        self.partition: list[list[str]] | None = None
-        self._queue: list[tuple[int, int, Packet]] = []  # (deliver at, order, packet)
-        self._order = 0
+        self.net: SimNetwork[bytes] = SimNetwork(  # carries wire.encode(message)
+            self.rng,
+            drop_rate=opts.drop_rate,
+            duplicate_rate=opts.duplicate_rate,
+            latency_ms=opts.latency_ms,
+        )
         self.storages = {name: MemoryStorage() for name in self.names}
         self.replicas: dict[str, Replica | None] = dict.fromkeys(self.names)
         self.restart_at = dict.fromkeys(self.names, 0)
@@ -317,15 +313,14 @@ class LedgerSimulation:
             if self.replicas[name] is None and self.now_ms >= self.restart_at[name]:
                 self._start(name)
                 self._drain(name)
-        while self._queue and self._queue[0][0] <= self.now_ms:
-            _, _, packet = heapq.heappop(self._queue)
-            replica = self.replicas[packet.to]
-            if replica is None or self._cut(packet.sender, packet.to):
+        for to, payload in self.net.due(self.now_ms):
+            replica = self.replicas[to]
+            if replica is None:
                 self.stats["dropped"] += 1
                 continue
-            replica.step(wire.decode(packet.payload))
+            replica.step(wire.decode(payload))
             self.stats["delivered"] += 1
-            self._drain(packet.to)
+            self._drain(to)
         if self.now_ms % self.options.tick_ms == 0:
             for name in self.names:
                 replica = self.replicas[name]
@@ -345,18 +340,9 @@ class LedgerSimulation:
                 self._send(message)
 
     def _send(self, m: Message) -> None:
-        opts, rng = self.options, self.rng
-        if isinstance(m, Append) and m.entries and rng.random() < opts.corrupt_rate:
+        if isinstance(m, Append) and m.entries and self.rng.random() < self.options.corrupt_rate:
             m = self._corrupt(m)
-        if self._cut(m.sender, m.to) or rng.random() < opts.drop_rate:
-            self.stats["dropped"] += 1
-            return
-        payload = wire.encode(m)
-        copies = 2 if rng.random() < opts.duplicate_rate else 1
-        for _ in range(copies):
-            self._order += 1
-            at = self.now_ms + rng.randint(*opts.latency_ms)
-            heapq.heappush(self._queue, (at, self._order, Packet(m.sender, m.to, payload)))
+        self.net.send(self.now_ms, m.sender, m.to, wire.encode(m))
 
     def _corrupt(self, m: Append) -> Append:
         """Tamper with one block of the message, leaving its hashes as they were."""
@@ -382,20 +368,9 @@ class LedgerSimulation:
         self.stats["corrupted"] += 1
         return dataclasses.replace(m, entries=tuple(entries))
 
-    def _cut(self, a: str, b: str) -> bool:
-        if self.partition is None:
-            return False
-        return not any(a in side and b in side for side in self.partition)
-
     def _inject_faults(self) -> None:
         opts, rng = self.options, self.rng
-        if self.partition is None and rng.random() < opts.partition_rate:
-            shuffled = self.names[:]
-            rng.shuffle(shuffled)
-            cut = rng.randint(1, len(shuffled) - 1)
-            self.partition = [shuffled[:cut], shuffled[cut:]]
-        elif self.partition is not None and rng.random() < opts.heal_rate:
-            self.partition = None
+        self.net.flip_partition(self.names, opts.partition_rate, opts.heal_rate)
         for name in self.names:
             if self.replicas[name] is not None and rng.random() < opts.crash_rate:
                 self._crash(name)
@@ -780,7 +755,7 @@ class LedgerSimulation:
     def finish(self) -> dict[str, int]:
         """Heal everything, run quiet ticks until the cluster settles, then the final checks."""
         self.faults = False
-        self.partition = None
+        self.net.partition = None
         for name in self.names:
             if self.replicas[name] is None:
                 self.restart_at[name] = self.now_ms
@@ -924,6 +899,7 @@ class LedgerSimulation:
             "terms": len(self.leaders),
             "sim_ms": self.now_ms,
             **self.stats,
+            "dropped": self.stats["dropped"] + self.net.dropped,
         }
 
 

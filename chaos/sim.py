@@ -22,11 +22,11 @@ The simulator never reads the wall clock and starts no threads.
 from __future__ import annotations
 
 import hashlib
-import heapq
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from chaos.network import SimNetwork
 from core.raft import (
     Entry,
     HardState,
@@ -103,9 +103,12 @@ class Simulation:
         for name in self.names:
             self._start(name)
         self.now_ms = 0
-        self._queue: list[tuple[int, int, str, Message]] = []  # (deliver_at, seq, to, msg)
-        self._seq = 0
-        self.partition: list[set[str]] | None = None
+        self.net: SimNetwork[Message] = SimNetwork(
+            self.rng,
+            drop_rate=opts.drop_rate,
+            duplicate_rate=opts.duplicate_rate,
+            latency_ms=opts.latency_ms,
+        )
         self.leaders: dict[int, str] = {}  # term -> leader
         self.committed: list[Entry] = []  # the cluster's committed log
         self.proposed: dict[bytes, int] = {}  # payload -> index it was given
@@ -167,20 +170,7 @@ class Simulation:
                 self.acknowledged.add(entry.data)
 
     def _send(self, sender: str, m: Message) -> None:
-        opts = self.options
-        if self._cut(sender, m.to) or self.rng.random() < opts.drop_rate:
-            self.stats["dropped"] += 1
-            return
-        copies = 2 if self.rng.random() < opts.duplicate_rate else 1
-        for _ in range(copies):
-            at = self.now_ms + self.rng.randint(*opts.latency_ms)
-            self._seq += 1
-            heapq.heappush(self._queue, (at, self._seq, m.to, m))
-
-    def _cut(self, a: str, b: str) -> bool:
-        if self.partition is None:
-            return False
-        return not any(a in side and b in side for side in self.partition)
+        self.net.send(self.now_ms, sender, m.to, m)
 
     # ----------------------------------------------------------------- the world
     def step(self, *, faults: bool, propose: bool = True) -> None:
@@ -191,10 +181,9 @@ class Simulation:
         for name, replica in self.replicas.items():
             if replica.node is None and self.now_ms >= replica.restart_at_ms:
                 self._start(name)
-        while self._queue and self._queue[0][0] <= self.now_ms:
-            _, _, to, message = heapq.heappop(self._queue)
+        for to, message in self.net.due(self.now_ms):
             node = self.replicas[to].node
-            if node is None or self._cut(message.sender, to):
+            if node is None:
                 continue
             node.step(message)
             self.stats["delivered"] += 1
@@ -211,13 +200,7 @@ class Simulation:
 
     def _inject_faults(self) -> None:
         opts, rng = self.options, self.rng
-        if self.partition is None and rng.random() < opts.partition_rate:
-            shuffled = self.names[:]
-            rng.shuffle(shuffled)
-            cut = rng.randint(1, len(shuffled) - 1)
-            self.partition = [set(shuffled[:cut]), set(shuffled[cut:])]
-        elif self.partition is not None and rng.random() < opts.heal_rate:
-            self.partition = None
+        self.net.flip_partition(self.names, opts.partition_rate, opts.heal_rate)
         for name in self.names:
             if self.replicas[name].node is not None and rng.random() < opts.crash_rate:
                 self._crash(name)
@@ -314,7 +297,7 @@ class Simulation:
 
     def heal(self, quiet_ms_max: int = 20_000) -> None:
         """End faults, restart everyone, and run until every replica applied everything."""
-        self.partition = None
+        self.net.partition = None
         for replica in self.replicas.values():
             if replica.node is None:
                 replica.restart_at_ms = self.now_ms
@@ -362,6 +345,7 @@ class Simulation:
             "acknowledged": len(self.acknowledged),
             "terms": len(self.leaders),
             **self.stats,
+            "dropped": self.net.dropped,
         }
 
 

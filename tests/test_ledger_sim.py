@@ -222,7 +222,7 @@ def test_a_follower_cut_off_for_long_catches_up() -> None:
     sim.start()
     leader = next(r for r in sim.live() if r.ready_to_serve)
     lagger = next(name for name in sim.names if name != leader.id)
-    sim.partition = [[lagger], [name for name in sim.names if name != lagger]]
+    sim.net.partition = [[lagger], [name for name in sim.names if name != lagger]]
     for _ in range(80):
         sim.advance(5)
         sim.client_operation()

@@ -29,6 +29,7 @@ this handle retries is one that cannot commit twice.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import threading
@@ -55,6 +56,7 @@ from cluster.digest import DigestActor
 from cluster.node import StorageNode
 from core.errors import LedgerClosedError, NotLeaderError, UnavailableError
 from core.ids import IdSource
+from core.ledger import DEFAULT_RETRY_LIMIT
 from core.transaction import Transaction
 
 T = TypeVar("T")
@@ -62,11 +64,12 @@ CALL_TIMEOUT_S = 60.0
 
 
 class _Request:
-    __slots__ = ("tx_id", "fn", "outcome", "done")
+    __slots__ = ("tx_id", "fn", "retry_limit", "outcome", "done")
 
-    def __init__(self, tx_id: str, fn: Callable[[Transaction], Any]) -> None:
+    def __init__(self, tx_id: str, fn: Callable[[Transaction], Any], retry_limit: int) -> None:
         self.tx_id = tx_id
         self.fn = fn
+        self.retry_limit = retry_limit
         self.outcome: tuple[str, Any] | None = None
         self.done = threading.Event()
 
@@ -194,10 +197,14 @@ class LedgerCluster:
         self.shutdown()
 
     # ----------------------------------------------------------------- transactions
-    def execute_lambda(self, fn: Callable[[Transaction], T], retry_limit: int = 4) -> T:
-        """Run `fn(tx)` in a transaction on the coordinator and commit it on a majority."""
-        del retry_limit  # the coordinator retries OCC conflicts itself (4 times)
-        request = _Request(self._ids.new_id(), fn)
+    def execute_lambda(
+        self, fn: Callable[[Transaction], T], retry_limit: int = DEFAULT_RETRY_LIMIT
+    ) -> T:
+        """Run `fn(tx)` in a transaction on the coordinator and commit it on a majority.
+
+        The coordinator retries the whole function up to `retry_limit` times on OCC conflict.
+        """
+        request = _Request(self._ids.new_id(), fn, retry_limit)
         with self._cond:
             if self._closed:
                 raise LedgerClosedError("the cluster handle is shut down")
@@ -220,7 +227,7 @@ class LedgerCluster:
         self._inflight += 1
         self._cond.release()
         try:
-            outcomes = self._call_coordinator([(r.tx_id, r.fn) for r in batch])
+            outcomes = self._call_coordinator([(r.tx_id, r.fn, r.retry_limit) for r in batch])
         except BaseException as exc:
             outcomes = [("error", exc)] * len(batch)
         finally:
@@ -231,7 +238,7 @@ class LedgerCluster:
             request.outcome = outcome
             request.done.set()
 
-    def _call_coordinator(self, requests: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    def _call_coordinator(self, requests: list[tuple[str, Any, int]]) -> list[tuple[str, Any]]:
         deadline = time.monotonic() + CALL_TIMEOUT_S
         while True:
             try:
@@ -385,8 +392,6 @@ def _down(name: str) -> dict[str, Any]:
 
 
 def _with_data_root(config: ClusterConfig, root: Path) -> ClusterConfig:
-    import dataclasses
-
     nodes = tuple(
         dataclasses.replace(node, data_dir=os.fspath(root / node.name)) for node in config.nodes
     )

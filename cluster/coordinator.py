@@ -36,7 +36,7 @@ from concurrent.futures import Future
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayError
+from ray.exceptions import GetTimeoutError, RayError
 
 from cluster.common import NAMESPACE, actor_name, coordinator_dir, genesis_of, ship
 from cluster.config import ClusterConfig
@@ -83,21 +83,23 @@ class CommitCoordinator:
         self.stats = {"batches": 0, "resolves": 0, "stale": 0}
 
     # ----------------------------------------------------------------- client API
-    def execute(self, requests: list[tuple[str, Callable[[Transaction], Any]]]) -> list[Outcome]:
-        """Run and commit each (transaction id, function) of one call as one group commit."""
+    def execute(
+        self, requests: list[tuple[str, Callable[[Transaction], Any], int]]
+    ) -> list[Outcome]:
+        """Run and commit each (transaction id, function, retry limit) of one call, grouped."""
         self._ensure_synced()
-        mine: list[tuple[int, str, Callable[[Transaction], Any]]] = []
+        mine: list[tuple[int, str, Callable[[Transaction], Any], int]] = []
         futures: list[Future[Outcome] | None] = []
         with self._inflight_lock:
-            for i, (tx_id, fn) in enumerate(requests):
+            for i, (tx_id, fn, retry_limit) in enumerate(requests):
                 running = self._inflight.get(tx_id)
                 if running is None:  # a resent id still running elsewhere waits for it
                     self._inflight[tx_id] = Future()
-                    mine.append((i, tx_id, fn))
+                    mine.append((i, tx_id, fn, retry_limit))
                 futures.append(running)
-        work = [(tx_id, self._guarded(tx_id, fn)) for _, tx_id, fn in mine]
+        work = [(tx_id, self._guarded(tx_id, fn), limit) for _, tx_id, fn, limit in mine]
         outcomes: list[Outcome | None] = [None] * len(requests)
-        for (i, tx_id, _), (ok, value) in zip(mine, self.ledger.execute_many(work), strict=True):
+        for (i, tx_id, _, _), (ok, value) in zip(mine, self.ledger.execute_many(work), strict=True):
             outcomes[i] = ("ok", ship(value)) if ok else ("error", value)
             with self._inflight_lock:
                 future = self._inflight.pop(tx_id)
@@ -254,5 +256,3 @@ class CommitCoordinator:
                 self._catch_up(time.monotonic() + COMMIT_TIMEOUT_S)
                 self._synced = True
 
-
-__all__ = ["CommitCoordinator", "RayActorError"]

@@ -77,11 +77,17 @@ class DigestActor:
         return ray.get_actor(actor_name(self.config.cluster_name, name), namespace=NAMESPACE)
 
     def _statuses(self) -> dict[str, dict[str, Any]]:
-        out = {}
-        for name in self.config.node_names:
+        refs = {}
+        for name in self.config.node_names:  # ask them all at once
             try:
-                out[name] = ray.get(self._node(name).status.remote(), timeout=2)
-            except (RayError, GetTimeoutError, ValueError):
+                refs[name] = self._node(name).status.remote()
+            except ValueError:  # not registered (being restarted)
+                continue
+        out = {}
+        for name, ref in refs.items():
+            try:
+                out[name] = ray.get(ref, timeout=2)
+            except (RayError, GetTimeoutError):
                 continue
         return out
 

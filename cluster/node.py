@@ -26,7 +26,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import ray
 
@@ -35,10 +35,10 @@ from cluster.config import ClusterConfig
 from cluster.transport import Transport
 from core import keys, queries, wire
 from core.errors import NotLeaderError, StaleBatchError, StrandError
+from core.raft import Role
 from core.replica import Replica
 from core.storage import LevelDBStorage
 
-T = TypeVar("T")
 log = logging.getLogger("strand.node")
 
 # Outcomes of `propose`, as plain tuples (no exception pickling across Ray).
@@ -135,7 +135,7 @@ class NodeHost:
                 future = self._reads.pop(state.request_id, None)
                 if future is not None and not future.done():
                     future.set_result(state.index)
-        if replica.node.role.value != "leader" and self._reads:
+        if replica.node.role is not Role.LEADER and self._reads:
             for future in self._reads.values():
                 if not future.done():
                     future.set_exception(NotLeaderError("lost leadership", replica.node.leader))
@@ -159,7 +159,7 @@ class NodeHost:
             return (STALE, f"fence {fence} is older than {self._fence}")
         self._fence = fence
         if not replica.ready_to_serve:
-            if replica.node.role.value == "leader":
+            if replica.node.role is Role.LEADER:
                 return (UNAVAILABLE, "the new leader has not committed its first entry yet")
             return (NOT_LEADER, replica.node.leader)
         try:
@@ -189,7 +189,7 @@ class NodeHost:
         target = replica.node.last_index()
         deadline = self.loop.time() + timeout_s
         while replica.applied < target:
-            if self.loop.time() > deadline or replica.node.role.value != "leader":
+            if self.loop.time() > deadline or replica.node.role is not Role.LEADER:
                 return (UNAVAILABLE, "the log did not commit in time")
             await asyncio.sleep(self.config.tick_ms / 1000)
         return (OK, replica.engine.durable_seq)

@@ -299,9 +299,7 @@ class Engine:
             self._reset_head()
         if self._unwritten:
             self._unwritten = {k: v for k, v in self._unwritten.items() if v[0] > durable}
-        if len(self._last_modified) > _LAST_MODIFIED_CAPACITY:
-            self._last_modified.clear()
-            self._pruned_below = self.head_seq
+        self._bound_marks()
         batch = PreparedBatch(self)
         outcomes: list[CommitResult | StrandError] = []
         for tx in transactions:
@@ -358,7 +356,9 @@ class Engine:
         its durable state (it prepares nothing).
         """
         self._check_usable()
-        self._drop_prepared()  # derive from durable state only, never from a prepared batch
+        if self.head_seq != self.durable_seq or self._unwritten:
+            self._drop_prepared()  # derive from durable state only, never from a prepared batch
+        self._bound_marks()
         batch = PreparedBatch(self)
         batch.first_seq = self.durable_seq + 1
         batch.seq, batch.tip_hash = self.durable_seq, self.durable_hash()
@@ -397,6 +397,13 @@ class Engine:
         self._drop_prepared()
         self.head_catalog, self.head_seq = self.catalog, self.durable_seq
         self.head_hash, self.head_frontier = self.durable_hash(), self.frontier
+
+    def _bound_marks(self) -> None:
+        """Keep the OCC marks bounded: past the capacity, forget them all and treat every
+        read older than the head as conflicting (rare, conservative)."""
+        if len(self._last_modified) > _LAST_MODIFIED_CAPACITY:
+            self._last_modified.clear()
+            self._pruned_below = self.head_seq
 
     def _drop_prepared(self) -> None:
         """Forget prepared-but-unwritten batches: their documents, and their OCC marks (a

@@ -135,40 +135,25 @@ class Ledger:
         Every attempt uses `transaction_id` when given (only a committed attempt reaches the
         journal, so the id names at most one committed transaction).
         """
-        for attempt in range(retry_limit + 1):
-            self._check_open()
-            tx = self._engine.begin(self._clock_ms(), self._clock_ms, transaction_id)
-            try:
-                result = fn(tx)
-            finally:
-                pending = not tx.finished
-                tx.finished = True
-            if not pending:
-                raise StrandError("the transaction was ended inside the function")
-            outcome = self._commit(tx)
-            if isinstance(outcome, CommitResult):
-                return result
-            if isinstance(outcome, OccConflictError) and attempt < retry_limit:
-                delay_ms = self._rng.uniform(0, BACKOFF_BASE_MS * (2**attempt))
-                time.sleep(delay_ms / 1000)
-                continue
-            raise outcome
-        raise AssertionError("unreachable")
+        [(ok, value)] = self.execute_many([(transaction_id, fn, retry_limit)])
+        if ok:
+            return value  # type: ignore[no-any-return]
+        raise value
 
     def execute_many(
-        self,
-        work: Sequence[tuple[str | None, Callable[[Transaction], Any]]],
-        retry_limit: int = DEFAULT_RETRY_LIMIT,
+        self, work: Sequence[tuple[str | None, Callable[[Transaction], Any], int]]
     ) -> list[tuple[bool, Any]]:
-        """Run several (transaction id, fn) on this thread and commit them as one group.
+        """Run several (transaction id, fn, retry limit) on this thread, as one group commit.
 
-        Like `execute_lambda` for each, but the transactions of one round share a group
-        commit (the cluster coordinator runs a client's batched call this way). Returns, in
-        order, (True, fn's result) or (False, the exception).
+        Each is `execute_lambda`'s contract; the transactions of one round share a group
+        commit (the cluster coordinator runs a client's batched call this way), and those
+        that met an OCC conflict are run again together, after one jittered backoff. Returns,
+        in order, (True, fn's result) or (False, the exception).
         """
         results: list[tuple[bool, Any] | None] = [None] * len(work)
         todo = list(range(len(work)))
-        for attempt in range(retry_limit + 1):
+        attempt = 0
+        while todo:
             self._check_open()
             started: list[tuple[int, Transaction, Any]] = []
             for i in todo:
@@ -182,7 +167,8 @@ class Ledger:
                     pending = not tx.finished
                     tx.finished = True
                 if not pending:
-                    results[i] = (False, StrandError("the transaction was ended inside it"))
+                    error = StrandError("the transaction was ended inside the function")
+                    results[i] = (False, error)
                     continue
                 started.append((i, tx, value))
             outcomes = self._commit_all([tx for _, tx, _ in started])
@@ -190,14 +176,15 @@ class Ledger:
             for (i, _, value), outcome in zip(started, outcomes, strict=True):
                 if isinstance(outcome, CommitResult):
                     results[i] = (True, value)
-                elif isinstance(outcome, OccConflictError) and attempt < retry_limit:
+                elif isinstance(outcome, OccConflictError) and attempt < work[i][2]:
                     todo.append(i)
                 else:
                     results[i] = (False, outcome)
-            if not todo:
-                break
-            time.sleep(self._rng.uniform(0, BACKOFF_BASE_MS * (2**attempt)) / 1000)
-        return [r if r is not None else (False, StrandError("not run")) for r in results]
+            if todo:
+                time.sleep(self._rng.uniform(0, BACKOFF_BASE_MS * (2**attempt)) / 1000)
+                attempt += 1
+        assert all(r is not None for r in results)
+        return results  # type: ignore[return-value]
 
     def _commit(self, tx: Transaction) -> CommitResult | BaseException:
         return self._commit_all([tx])[0]

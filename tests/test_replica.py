@@ -97,17 +97,14 @@ def test_three_replicas_and_the_coordinator_hold_one_journal() -> None:
     assert {r.engine.durable_seq for r in trio.replicas.values()} == {16}
 
 
-def test_a_follower_refuses_a_block_whose_hashes_do_not_recompute() -> None:
+def offer_to_a_follower(blocks: list[dict[str, object]]) -> None:
+    """Send `blocks` as the next entry from the leader; the follower must refuse them all."""
     trio = Trio()
     leader = trio.elect()
     follower = next(r for r in trio.replicas.values() if r is not leader)
-    source = Ledger(MemoryStorage(), genesis=GENESIS)
-    source.execute_lambda(lambda tx: tx.create_table("Car"))
-    block = source.engine.read_block(1)
-    forged = dict(block, transactionId="1" * 22)  # blockHash no longer matches
     last = follower.node.last_index()
-    entry = Entry(leader.node.term, last + 1, encode_batch([forged]))
-    before = follower.status()
+    entry = Entry(leader.node.term, last + 1, encode_batch(blocks))
+    before = follower.status()["digest"]
     follower.step(
         Append(leader.node.term, leader.id, follower.id, last, follower.node.term_at(last),
                (entry,), leader.node.commit)
@@ -117,26 +114,21 @@ def test_a_follower_refuses_a_block_whose_hashes_do_not_recompute() -> None:
     [reply] = [m for m in out.messages if isinstance(m, AppendResponse)]
     assert not reply.success
     assert follower.node.last_index() == last
-    assert follower.status()["digest"] == before["digest"]
+    assert follower.status()["digest"] == before
+
+
+def test_a_follower_refuses_a_block_whose_hashes_do_not_recompute() -> None:
+    source = Ledger(MemoryStorage(), genesis=GENESIS)
+    source.execute_lambda(lambda tx: tx.create_table("Car"))
+    block = source.engine.read_block(1)
+    offer_to_a_follower([dict(block, transactionId="1" * 22)])  # blockHash no longer matches
 
 
 def test_a_follower_refuses_a_block_that_does_not_chain() -> None:
-    trio = Trio()
-    leader = trio.elect()
-    follower = next(r for r in trio.replicas.values() if r is not leader)
     other = Ledger(MemoryStorage(), genesis=GENESIS)
     other.execute_lambda(lambda tx: tx.create_table("Car"))
     other.execute_lambda(lambda tx: tx.create_table("Boat"))
-    block2 = other.engine.read_block(2)  # valid hashes, but block 1 is missing here
-    last = follower.node.last_index()
-    entry = Entry(leader.node.term, last + 1, encode_batch([block2]))
-    follower.step(
-        Append(leader.node.term, leader.id, follower.id, last, follower.node.term_at(last),
-               (entry,), leader.node.commit)
-    )  # fmt: skip
-    out = follower.process_ready()
-    assert out is not None
-    assert not any(m.success for m in out.messages if isinstance(m, AppendResponse))
+    offer_to_a_follower([other.engine.read_block(2)])  # valid hashes; block 1 is missing here
 
 
 def test_the_leader_refuses_a_batch_that_does_not_extend_its_log() -> None:

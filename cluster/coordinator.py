@@ -255,4 +255,3 @@ class CommitCoordinator:
                 self.engine.request_reset()
                 self._catch_up(time.monotonic() + COMMIT_TIMEOUT_S)
                 self._synced = True
-

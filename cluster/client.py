@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import logging
 import os
 import threading
@@ -56,7 +57,7 @@ from cluster.digest import DigestActor
 from cluster.node import StorageNode
 from core.errors import LedgerClosedError, NotLeaderError, UnavailableError
 from core.ids import IdSource
-from core.ledger import DEFAULT_RETRY_LIMIT
+from core.ledger import DEFAULT_RETRY_LIMIT, TransactionResult, run_reporting
 from core.transaction import Transaction
 
 T = TypeVar("T")
@@ -220,6 +221,19 @@ class LedgerCluster:
         if kind == "ok":
             return unship(value)  # type: ignore[no-any-return]
         raise value
+
+    def execute_transaction(
+        self, fn: Callable[[Transaction], T], retry_limit: int = DEFAULT_RETRY_LIMIT
+    ) -> TransactionResult[T]:
+        """`execute_lambda`, returning also the transaction id, its block address (None
+        when it wrote nothing) and the commit digest, as `Ledger.execute_transaction` does."""
+        value, tx_id, digest = self.execute_lambda(
+            functools.partial(run_reporting, fn), retry_limit
+        )
+        seq, _ = self.query("committed_seq", tx_id)
+        strand = self.get_digest()["digestTipAddress"]["strandId"]
+        address = None if seq is None else {"strandId": strand, "sequenceNo": seq}
+        return TransactionResult(value, tx_id, address, digest)
 
     def _send_queued(self) -> None:
         """Send the whole queue in one call. Called and returns with `_cond` held."""

@@ -299,6 +299,7 @@ def _transaction_ids(engine: Any) -> list[str]:
 
 _QUERIES: dict[str, Callable[..., Any]] = {
     "transaction_ids": _transaction_ids,
+    "committed_seq": lambda engine, tx_id: engine.committed_seq(tx_id),
     "history": queries.history,
     "get_digest": queries.get_digest,
     "get_block": queries.get_block,

@@ -65,6 +65,7 @@ check (deterministically).
 
 from __future__ import annotations
 
+import copyreg
 import datetime
 import decimal
 import functools
@@ -791,3 +792,14 @@ def encode(value: object, *, check_names: bool = True) -> bytes:
 def decode(data: bytes) -> Any:
     """`unpack(unframe(data))`. Raises CorruptRecordError."""
     return unpack(unframe(data))
+
+
+def _reduce_timestamp(value: datetime.datetime) -> tuple[Callable[[bytes], Any], tuple[bytes]]:
+    return unpack, (pack(value),)
+
+
+# amazon-ion's Timestamp does not survive pickling (datetime's reduce hands __new__ bytes it
+# cannot take), so an Ion timestamp captured by a transaction function sent to the cluster's
+# coordinator would break it. Pickle it (and IonPyTimestamp) through this codec instead.
+copyreg.pickle(Timestamp, _reduce_timestamp)
+copyreg.pickle(IonPyTimestamp, _reduce_timestamp)

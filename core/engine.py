@@ -36,7 +36,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from core import codec, keys
-from core.catalog import SYSTEM_TABLE_ID, SYSTEM_TABLE_NAME, Catalog, TableDef
+from core.catalog import (
+    REDACTION_TABLE_ID,
+    REDACTION_TABLE_NAME,
+    SYSTEM_TABLE_ID,
+    SYSTEM_TABLE_NAME,
+    Catalog,
+    TableDef,
+)
 from core.errors import (
     CorruptLedgerError,
     LedgerClosedError,
@@ -425,6 +432,10 @@ class Engine:
             raise LedgerClosedError(f"the engine stopped after a failure: {self.failed}")
 
     def _changed_after(self, item: ReadItem, seq: int) -> bool:
+        if item[0] == "x":  # an index read is void once the index is dropped
+            dropped = self._last_modified.get(("xdrop", item[1]))
+            if dropped is not None and dropped > seq:
+                return True
         modified = self._last_modified.get(item)
         if modified is not None:
             return modified > seq
@@ -456,6 +467,18 @@ class Engine:
                     document,
                     ion_hash(document),
                     (),
+                )
+            )
+        for request_id, request, statement in tx.redactions:
+            writes.append(
+                DocumentWrite(
+                    REDACTION_TABLE_NAME,
+                    REDACTION_TABLE_ID,
+                    request_id,
+                    0,
+                    request,
+                    ion_hash(request),
+                    (statement,),
                 )
             )
         for (table_id, doc_id), pending in tx.writes.items():
@@ -506,6 +529,8 @@ class Engine:
             old = batch.doc(table_id, doc_id)
             if table_id == SYSTEM_TABLE_ID:
                 self._apply_catalog(seq, batch, TableDef.from_document(data))
+            elif table_id == REDACTION_TABLE_ID:
+                self._apply_redaction(batch, data)
             else:
                 self._apply_indexes(seq, batch, table_id, doc_id, old, data)
             new = None if data is None else DocState(version, seq, data)
@@ -526,11 +551,42 @@ class Engine:
         batch.seq = seq
         batch.tip_hash = block["blockHash"]
 
+    def _apply_redaction(self, batch: PreparedBatch, request: dict[str, Any]) -> None:
+        """Replace one revision's data by its dataHash in the stored block. The block's
+        hashes do not change (revision hash = dot(H(metadata), dataHash)); this is the one
+        stored block that is ever rewritten, and only its data goes. Idempotent."""
+        seq = request["blockAddress"]["sequenceNo"]
+        key = keys.block_key(seq)
+        raw = batch.puts.get(key) or self.storage.get(key)
+        if raw is None:
+            raise CorruptLedgerError(f"redaction names block {seq}, which is missing")
+        block = codec.decode(raw)
+        revisions = block["revisions"]
+        for position, revision in enumerate(revisions):
+            if revision["metadata"]["id"] == request["documentId"] and "data" in revision:
+                revisions[position] = {
+                    "blockAddress": revision["blockAddress"],
+                    "hash": revision["hash"],
+                    "dataHash": ion_hash(revision["data"]),
+                    "metadata": revision["metadata"],
+                }
+                if check_block(block) is not None:
+                    raise CorruptLedgerError(f"redacting block {seq} would change its hashes")
+                batch.put(key, codec.encode(block, check_names=False))
+
     def _apply_catalog(self, seq: int, batch: PreparedBatch, table: TableDef) -> None:
         old = batch.catalog.tables.get(table.table_id)
         if old is None:
             self._bump(seq, "c")
         old_fields = set() if old is None else {i.field for i in old.indexes}
+        kept = {i.index_id for i in table.indexes}
+        for index in () if old is None else old.indexes:
+            if index.index_id not in kept:  # dropped: purge its entries, void its readers
+                self._bump(seq, "xdrop", index.index_id)
+                for doc_id, state in list(batch.scan_docs(table.table_id)):
+                    if index.field in state.data:
+                        vkey = value_key(state.data[index.field])
+                        batch.delete(keys.index_key(index.index_id, vkey, doc_id))
         batch.catalog = batch.catalog.with_table(table)
         for index in table.indexes:
             if index.field in old_fields:

@@ -79,6 +79,10 @@ class IndexExistsError(StrandError):
     """The table already has an index on that field."""
 
 
+class IndexNotFoundError(StrandError):
+    """The table has no index with that id."""
+
+
 class DocumentNotFoundError(StrandError):
     """No live document with that id exists in the table."""
 
@@ -105,3 +109,33 @@ class CorruptLedgerError(StrandError):
 
 class LedgerClosedError(StrandError):
     """The ledger was closed, or stopped after a storage failure and must be reopened."""
+
+
+class PartiQLError(StrandError):
+    """A PartiQL statement cannot be parsed, compiled or evaluated; nothing was changed."""
+
+
+class PartiQLSyntaxError(PartiQLError):
+    """The statement is not PartiQL: `line` and `column` (1-based) locate the problem and
+    `expected` lists what the grammar would have accepted there."""
+
+    def __init__(
+        self, message: str, line: int, column: int, expected: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(message)
+        self.line = line
+        self.column = column
+        self.expected = expected
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.line, self.column, self.expected))
+
+
+class PartiQLSemanticError(PartiQLError):
+    """The statement parses but cannot be compiled: an unknown function, a wrong number of
+    arguments to one, an aggregate where none is allowed, a wrong number of parameters."""
+
+
+class PartiQLEvaluationError(PartiQLError):
+    """Evaluation failed in error mode (a type error, division by zero, a bad cast) or a
+    statement used a value in a way the ledger does not allow (a field used as a table)."""

@@ -20,13 +20,15 @@ effects outside the transaction; a storage failure closes the ledger for every c
 from __future__ import annotations
 
 import datetime
+import functools
 import os
 import random
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from core import queries
 from core.engine import CommitResult, Engine, Genesis, PreparedBatch
@@ -52,6 +54,24 @@ def write_locally(engine: Engine, batch: PreparedBatch) -> None:
 
 def wall_clock_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionResult(Generic[T]):
+    """A committed transaction: the function's value, the transaction id, the block address
+    (None when it wrote nothing) and the commit digest (reference qldb.md section 1:
+    t = H(txId); for each statement t = dot(t, H(statement) dot H(p1) dot ...))."""
+
+    value: T
+    transaction_id: str
+    block_address: dict[str, Any] | None
+    commit_digest: bytes
+
+
+def run_reporting(fn: Callable[[Transaction], T], tx: Transaction) -> tuple[T, str, bytes]:
+    """Run `fn(tx)`; return its value with the transaction id and commit digest."""
+    value = fn(tx)
+    return value, tx.transaction_id, tx.commit_digest()
 
 
 class _Request:
@@ -139,6 +159,22 @@ class Ledger:
         if ok:
             return value  # type: ignore[no-any-return]
         raise value
+
+    def execute_transaction(
+        self,
+        fn: Callable[[Transaction], T],
+        retry_limit: int = DEFAULT_RETRY_LIMIT,
+        *,
+        transaction_id: str | None = None,
+    ) -> TransactionResult[T]:
+        """`execute_lambda`, returning also what the commit produced: the transaction id,
+        its block address (None for a read-only transaction) and QLDB's commit digest."""
+        value, tx_id, digest = self.execute_lambda(
+            functools.partial(run_reporting, fn), retry_limit, transaction_id=transaction_id
+        )
+        seq = self._engine.committed_seq(tx_id)
+        address = None if seq is None else {"strandId": self.strand_id, "sequenceNo": seq}
+        return TransactionResult(value, tx_id, address, digest)
 
     def execute_many(
         self, work: Sequence[tuple[str | None, Callable[[Transaction], Any], int]]

@@ -15,25 +15,40 @@ QLDB's limits are checked as early as possible (40 written documents, 128 KB per
 
 from __future__ import annotations
 
+import contextlib
+import decimal
 import functools
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from amazon.ion import simpleion
+from amazon.ion.simple_types import IonPyNull
+from amazon.ion.symbols import SymbolToken
 
 from core import codec
-from core.catalog import SYSTEM_TABLE_NAME, Catalog, IndexDef, TableDef, check_name
+from core.catalog import (
+    SYSTEM_TABLE_ID,
+    SYSTEM_TABLE_NAME,
+    Catalog,
+    IndexDef,
+    TableDef,
+    check_name,
+)
 from core.errors import (
     DocumentNotFoundError,
+    IndexNotFoundError,
     InvalidArgumentError,
     InvalidDocumentError,
     LimitExceededError,
+    RevisionNotFoundError,
+    TableExistsError,
     TableNotFoundError,
     TransactionError,
 )
 from core.ids import is_id, timestamp_from_ms
-from core.ionhash import ion_hash
+from core.ionhash import dot, ion_hash
 from core.journal import StatementRecord, statement_digest
 
 MAX_DOCUMENTS_PER_TRANSACTION = 40
@@ -67,6 +82,11 @@ class ReadView(Protocol):
 
     def index_doc_ids(self, index_id: str, value_hash: bytes) -> list[str]: ...
 
+    @property
+    def strand_id(self) -> str: ...
+
+    def read_block(self, seq: int) -> dict[str, Any]: ...
+
 
 @dataclass(slots=True)
 class PendingWrite:
@@ -90,8 +110,37 @@ def _timestamp(epoch_ms: int) -> Any:
 
 
 def value_key(value: object) -> bytes:
-    """The key a value has in an index: its Ion hash (equal keys = equivalent Ion values)."""
-    return ion_hash(value)
+    """The key a value has in an index: the Ion hash of its normal form.
+
+    PartiQL's `=` finds 1, 1.0 and 1e0 equal, and a string equal to the symbol of the same
+    text, so an index must file them under one key: a number is filed as its exact decimal
+    value normalised (Decimal(1) for 1, 1.0, 1e0), a symbol as its text. Equal keys mean
+    equal under `=` for top-level scalars; the query still re-checks with `=`.
+    """
+    return ion_hash(_normal(value))
+
+
+def _normal(value: object) -> object:
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, IonPyNull):
+        return value
+    if isinstance(value, SymbolToken):
+        return value if value.text is None else str(value.text)
+    if isinstance(value, int):
+        return decimal.Decimal(int(value))
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return decimal.Decimal(value).normalize()
+        return float(value)
+    if isinstance(value, decimal.Decimal):
+        if value.is_finite():
+            normal = decimal.Decimal(value).normalize()
+            return decimal.Decimal(0) if normal.is_zero() else normal
+        return value
+    if isinstance(value, str):
+        return str(value)
+    return value
 
 
 def prepare_document(doc: object) -> tuple[dict[str, Any], bytes, bytes]:
@@ -138,16 +187,58 @@ class Transaction:
         self.writes: dict[tuple[str, str], PendingWrite] = {}
         self.tables: dict[str, TableDef] = {}  # DDL: new table definitions by table id
         self.statements: list[StatementRecord] = []
+        # EXEC redact_revision: (request document id, request, statement index)
+        self.redactions: list[tuple[str, dict[str, Any], int]] = []
         self.finished = False
+        self._active_statement: int | None = None  # a PartiQL statement being executed
 
     # ----------------------------------------------------------------- bookkeeping
     def _read(self, *item: object) -> None:
         self.reads.setdefault(item, self._view.durable_seq)
 
     def _statement(self, text: str, *parameter_hashes: bytes) -> int:
+        """Record a statement in transactionInfo; inside `statement()` the PartiQL statement
+        being executed is the one recorded (the native call records nothing of its own)."""
+        if self._active_statement is not None:
+            return self._active_statement
         digest = statement_digest(_text_hash(text), parameter_hashes)
         self.statements.append(StatementRecord(text, _timestamp(self._clock_ms()), digest))
         return len(self.statements) - 1
+
+    @contextlib.contextmanager
+    def statement(self, text: str, parameter_hashes: Sequence[bytes]) -> Iterator[int]:
+        """Run one PartiQL statement's operations as a unit: the statement is recorded once
+        (text, start time, digest over its parameters), every write it makes names it, and
+        if any operation raises, the transaction is put back as it was before the statement."""
+        self._check_open()
+        if self._active_statement is not None:
+            raise TransactionError("statements do not nest")
+        saved = (
+            dict(self.reads),
+            dict(self.writes),
+            dict(self.tables),
+            len(self.statements),
+            list(self.redactions),
+        )
+        index = self._statement(text, *parameter_hashes)
+        self._active_statement = index
+        try:
+            yield index
+        except BaseException:
+            reads, writes, tables, count, redactions = saved
+            self.reads, self.writes, self.tables = reads, writes, tables
+            del self.statements[count:]
+            self.redactions = redactions
+            raise
+        finally:
+            self._active_statement = None
+
+    def commit_digest(self) -> bytes:
+        """QLDB's commit digest: t = H(txId); t = dot(t, statementDigest) per statement."""
+        digest = _text_hash(self.transaction_id)
+        for record in self.statements:
+            digest = dot(digest, record.digest)
+        return digest
 
     def _check_open(self) -> None:
         if self.finished:
@@ -162,9 +253,22 @@ class Transaction:
                 return table
         self._read("n", name)
         try:
-            return self._view.catalog.by_name(name)
+            table = self._view.catalog.by_name(name)
         except TableNotFoundError:
             raise TableNotFoundError(f"no active table named {name!r}") from None
+        own = self.tables.get(table.table_id)
+        if own is not None and not own.active:  # dropped by this transaction
+            raise TableNotFoundError(f"no active table named {name!r}")
+        return own or table
+
+    def catalog(self) -> Catalog:
+        """The catalog as this transaction sees it (committed plus its own DDL); reading it
+        whole records a read of every table definition."""
+        self._read("t", SYSTEM_TABLE_ID)
+        catalog = self._view.catalog
+        for table in self.tables.values():
+            catalog = catalog.with_table(table)
+        return catalog
 
     def _read_doc(self, table_id: str, doc_id: str) -> DocState | None:
         """Read a committed document and record it in the read set.
@@ -204,7 +308,9 @@ class Transaction:
         statement = self._statement(text, *parameter_hashes)
         previous = self.writes.get(key)
         indexes = [] if previous is None else previous.statement_indexes
-        self.writes[key] = PendingWrite(table, data, data_hash, packed, [*indexes, statement])
+        if statement not in indexes:
+            indexes = [*indexes, statement]
+        self.writes[key] = PendingWrite(table, data, data_hash, packed, indexes)
 
     # ----------------------------------------------------------------- DDL
     def create_table(self, name: str) -> str:
@@ -229,11 +335,48 @@ class Transaction:
         Catalog.check_new_index(table, field)
         index = IndexDef(self._new_id(), field)
         self._statement(f'CREATE INDEX ON "{table.name}" ("{field}")')
-        self.tables[table.table_id] = table.with_index(index)
-        for (table_id, _doc_id), pending in self.writes.items():  # keep own writes' table defs
-            if table_id == table.table_id:
-                pending.table = self.tables[table_id]
+        self._define(table.with_index(index))
         return index.index_id
+
+    def _define(self, table: TableDef) -> None:
+        self.tables[table.table_id] = table
+        for key, pending in self.writes.items():  # keep own writes' table defs
+            if key[0] == table.table_id:
+                self.writes[key] = replace(pending, table=table)
+
+    def drop_table(self, name: str) -> str:
+        """Deactivate a table (its documents and history stay); returns its id."""
+        table = self._table(name)
+        self._statement(f'DROP TABLE "{table.name}"')
+        self._define(replace(table, status="INACTIVE"))
+        return table.table_id
+
+    def undrop_table(self, table_id: str) -> str:
+        """Reactivate a dropped table by id; returns the id."""
+        self._check_open()
+        if not is_id(table_id):
+            raise InvalidArgumentError(f"a table id is 22 base62 characters, not {table_id!r}")
+        self._read("t", SYSTEM_TABLE_ID)
+        catalog = self.catalog()
+        table = catalog.tables.get(table_id)
+        if table is None or table_id == SYSTEM_TABLE_ID:
+            raise TableNotFoundError(f"no table with id {table_id!r}")
+        if table.active:
+            raise TableExistsError(f"table {table.name!r} ({table_id}) is active")
+        catalog.check_new_table(table.name)
+        self._statement(f'UNDROP TABLE "{table_id}"')
+        self._define(replace(table, status="ACTIVE"))
+        return table_id
+
+    def drop_index(self, table_name: str, index_id: str) -> str:
+        """Remove an index (its entries are purged); returns the table's id."""
+        table = self._table(table_name)
+        remaining = tuple(i for i in table.indexes if i.index_id != index_id)
+        if len(remaining) == len(table.indexes):
+            raise IndexNotFoundError(f"table {table.name!r} has no index {index_id!r}")
+        self._statement(f'DROP INDEX "{index_id}" ON "{table.name}" WITH (purge = true)')
+        self._define(replace(table, indexes=remaining))
+        return table.table_id
 
     # ----------------------------------------------------------------- DML
     def insert(self, table_name: str, doc: Mapping[str, Any]) -> str:
@@ -297,6 +440,76 @@ class Transaction:
                 result.append((doc_id, data))
         return result
 
+    # ----------------------------------------------------------------- PartiQL support
+    def execute_statement(self, statement: str, *parameters: Any) -> list[Any]:
+        """Run a PartiQL statement in this transaction; returns its rows (a Cursor).
+
+        Parameters (`?`) are Ion values or plain Python values. See core/partiql/executor.py.
+        """
+        from core.partiql.executor import execute  # the executor builds on this module
+
+        return execute(self, statement, parameters)
+
+    def now_ms(self) -> int:
+        return self._clock_ms()
+
+    def engine_view(self) -> ReadView:
+        return self._view
+
+    def table(self, name: str) -> TableDef:
+        """The active table of that name (records the name's resolution)."""
+        return self._table(name)
+
+    def catalog_view(self) -> Catalog:
+        """Committed catalog plus own DDL, without recording a read (for name listing)."""
+        catalog = self._view.catalog
+        for table in self.tables.values():
+            catalog = catalog.with_table(table)
+        return catalog
+
+    def read_table(self, table: TableDef) -> None:
+        """Record a read of the whole table (anything written to it conflicts)."""
+        self._read("t", table.table_id)
+
+    def select_documents(
+        self, table: TableDef, field: str | None = None, values: Sequence[Any] | None = None
+    ) -> list[tuple[str, dict[str, Any]]]:
+        """Live documents (own writes included) that may match: every document when
+        `values` is None (a table read); with `field` None, the documents with those ids;
+        with an indexed field, the index's entries for those values (narrow reads);
+        otherwise the whole table. The caller filters."""
+        self._check_open()
+        found: dict[str, dict[str, Any] | None] = {}
+        if values is not None and field is None:
+            for doc_id in values:
+                found[doc_id] = self._current(table, doc_id)
+            return [(d, data) for d, data in found.items() if data is not None]
+        committed = self._view.catalog.tables.get(table.table_id)
+        index = None if field is None or committed is None else committed.index_on(field)
+        if values is not None and index is not None:
+            for value in values:
+                key = value_key(value)
+                self._read("x", index.index_id, key)
+                for doc_id in self._view.index_doc_ids(index.index_id, key):
+                    state = self._read_doc(table.table_id, doc_id)
+                    found[doc_id] = None if state is None else state.data
+        elif committed is not None:
+            self._read("t", table.table_id)
+            for doc_id, state in self._view.scan_docs(table.table_id):
+                found[doc_id] = state.data
+        for (table_id, doc_id), pending in self.writes.items():
+            if table_id == table.table_id:  # own writes, as private copies
+                found[doc_id] = None if pending.data is None else codec.unpack(pending.packed)
+        return [(doc_id, data) for doc_id, data in found.items() if data is not None]
+
+    def committed_documents(self, table: TableDef) -> list[tuple[str, DocState]]:
+        """The table's committed live documents (a table read; own writes not included)."""
+        self._check_open()
+        self._read("t", table.table_id)
+        if table.table_id not in self._view.catalog.tables:
+            return []
+        return list(self._view.scan_docs(table.table_id))
+
     def _candidates(
         self, table: TableDef, keys: Mapping[str, bytes]
     ) -> list[tuple[str, dict[str, Any]]]:
@@ -321,10 +534,65 @@ class Transaction:
                 found[doc_id] = None if pending.data is None else codec.unpack(pending.packed)
         return [(doc_id, data) for doc_id, data in found.items() if data is not None]
 
+    # ----------------------------------------------------------------- redaction
+    def redact_revision(self, block_address: object, table_id: str, doc_id: str) -> dict[str, Any]:
+        """Ask for one earlier revision's data to be removed from the journal (QLDB's
+        redact_revision). The revision keeps its hash: its data is replaced by `dataHash`,
+        so every proof still verifies. The latest revision of a live document cannot be
+        redacted; a transaction redacts at most one revision."""
+        self._check_open()
+        if self.redactions:
+            raise LimitExceededError("a transaction redacts at most one revision")
+        if not isinstance(block_address, Mapping) or set(block_address) != {
+            "strandId",
+            "sequenceNo",
+        }:
+            raise InvalidArgumentError(
+                f"a block address is {{strandId, sequenceNo}}, got {block_address!r}"
+            )
+        _check_doc_id(doc_id)
+        seq = block_address["sequenceNo"]
+        if block_address["strandId"] != self._view.strand_id or not isinstance(seq, int):
+            raise InvalidArgumentError(f"no block at {block_address!r} in this ledger")
+        table = self._view.catalog.tables.get(table_id) if isinstance(table_id, str) else None
+        if table is None or table_id == SYSTEM_TABLE_ID:
+            raise TableNotFoundError(f"no table with id {table_id!r}")
+        if not 0 < seq <= self._view.durable_seq:
+            raise InvalidArgumentError(f"no committed block {seq} in this ledger")
+        block = self._view.read_block(seq)
+        revision = next((r for r in block["revisions"] if r["metadata"]["id"] == doc_id), None)
+        info = block["transactionInfo"]["documents"].get(doc_id)
+        if revision is None or info is None or info["tableId"] != table_id:
+            raise RevisionNotFoundError(
+                f"block {seq} holds no revision of document {doc_id!r} of table {table_id!r}"
+            )
+        if "data" not in revision:
+            raise InvalidArgumentError(f"that revision of {doc_id!r} has no data to redact")
+        version = revision["metadata"]["version"]
+        current = self._read_doc(table_id, doc_id)
+        if current is not None and current.version == version:
+            raise InvalidArgumentError(
+                f"revision {version} is the latest revision of live document {doc_id!r}"
+            )
+        request = {
+            "tableId": table_id,
+            "documentId": doc_id,
+            "version": version,
+            "blockAddress": {"strandId": self._view.strand_id, "sequenceNo": seq},
+        }
+        statement = self._statement(
+            "EXEC redact_revision ?, ?, ?",
+            ion_hash(request["blockAddress"]),
+            _text_hash(table_id),
+            _text_hash(doc_id),
+        )
+        self.redactions.append((self._new_id(), request, statement))
+        return {"tableId": table_id, "documentId": doc_id, "version": version}
+
     # ----------------------------------------------------------------- commit support
     @property
     def read_only(self) -> bool:
-        return not self.writes and not self.tables
+        return not self.writes and not self.tables and not self.redactions
 
     def system_writes(self) -> list[tuple[TableDef, dict[str, Any]]]:
         """The catalog documents this transaction's DDL writes."""
@@ -336,4 +604,4 @@ def _check_doc_id(doc_id: object) -> None:
         raise InvalidArgumentError(f"a document id is 22 base62 characters, not {doc_id!r}")
 
 
-SYSTEM_TABLE = TableDef("0" * 22, SYSTEM_TABLE_NAME)
+SYSTEM_TABLE = TableDef(SYSTEM_TABLE_ID, SYSTEM_TABLE_NAME)

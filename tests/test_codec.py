@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 
 from core import codec
 from core.codec import CodecTypeError, CodecValueError, CorruptRecordError
-from tests.ion_strategies import documents, ion_values, plain_values
+from tests.ion_strategies import documents, ion_values, plain_values, timestamps
 
 _SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 _FEWER = settings(_SETTINGS, max_examples=60)  # for strategies that draw many values each
@@ -478,3 +478,16 @@ def test_unpack_of_damaged_encodings_returns_or_raises_corrupt_record(
     packed[position] ^= data.draw(st.integers(1, 255))
     with contextlib.suppress(CorruptRecordError):
         codec.unpack(bytes(packed))
+
+
+@settings(max_examples=100, deadline=None)
+@given(value=timestamps())
+def test_ion_timestamps_survive_pickling(value: Any) -> None:
+    """A transaction function sent to the cluster may capture Ion timestamps (Ray pickles it)."""
+    import pickle
+
+    from ray import cloudpickle
+
+    for dumps, loads in ((pickle.dumps, pickle.loads), (cloudpickle.dumps, cloudpickle.loads)):
+        back = loads(dumps({"t": [value]}))
+        assert simpleion.dumps(back) == simpleion.dumps({"t": [value]})

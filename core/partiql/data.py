@@ -1,0 +1,95 @@
+"""PartiQL's values beyond Ion's: MISSING and the bag.
+
+PartiQL evaluates over Ion values as the rest of Strand represents them: plain Python values
+(dict, list, str, int, float, bool, None, bytes, decimal.Decimal) and amazon-ion
+`simple_types` objects (IonPyDict, IonPyList, IonPySymbol, IonPyNull, IonPyTimestamp, ...).
+Two values exist only inside the query language:
+
+- `MISSING`, the absent value (a path to a field that does not exist). It is a singleton;
+  test it with `is MISSING`. It never reaches storage: a struct field whose value is MISSING
+  is left out of the struct.
+- `Bag`, an unordered collection (a list subclass so it iterates and indexes like one). The
+  order of its elements carries no meaning; two bags are equal when they hold the same
+  elements the same number of times.
+
+`Context` carries what evaluation needs from outside (the mode, the time for UTCNOW, the
+transaction id for TXID, extra functions such as the ledger's `history`); `Source` is a
+table the ledger lends the evaluator, scanned lazily with an optional `Lookup` hint so that an
+equality on an indexed field or the document id reads narrowly.
+
+Invariants: MISSING is falsy and unique (pickling returns the same object); a Bag is never an
+Ion list to the rest of Strand (code that stores values converts bags to lists first).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+
+class _Missing:
+    __slots__ = ()
+    _instance: _Missing | None = None
+
+    def __new__(cls) -> _Missing:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __reduce__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
+class Bag(list[Any]):
+    """An unordered collection of values (PartiQL's bag, `<< ... >>`)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<<" + ", ".join(repr(v) for v in self) + ">>"
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What evaluation takes from outside. mode "coerce" (permissive: a type error gives
+    MISSING) or "error" (a type error raises PartiQLEvaluationError). `now` is the Ion
+    timestamp UTCNOW() returns (None: UTCNOW() is an error); `functions` are extra functions
+    by lower-case name (args -> value), consulted before the built-in ones."""
+
+    mode: str = "coerce"
+    now: Any = None
+    transaction_id: str | None = None
+    functions: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Lookup:
+    """A narrowing hint for a table scan: the rows whose top-level `field` (None: the
+    document id) equals one of `values`. A Source may ignore it and return more rows; the
+    evaluator filters by the full WHERE clause anyway."""
+
+    field: str | None
+    values: tuple[Any, ...]
+
+
+@runtime_checkable
+class Source(Protocol):
+    """A table the ledger lends the evaluator (a variable bound to one in the environment)."""
+
+    @property
+    def name(self) -> str: ...
+
+    def scan(self, lookup: Lookup | None) -> Iterable[tuple[str | None, Any]]:
+        """(document id or None, value) for every row (or at least every row the hint
+        selects)."""
+        ...

@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-embedded test lint bench bench-cluster clean
+.PHONY: demo demo-embedded test lint bench bench-cluster bench-partiql clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ bench: $(STAMP)
 
 bench-cluster: $(STAMP)
 	$(PY) benchmarks/cluster.py
+
+bench-partiql: $(STAMP)
+	$(PY) benchmarks/partiql.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis

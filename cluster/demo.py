@@ -143,6 +143,11 @@ def _run(cluster: LedgerCluster, args: argparse.Namespace, console: Console, t0:
         once = once and all(counts[t] == 1 for t in result.acknowledged)
         once = once and max(counts.values()) == 1
     bank = total_balance(cluster)
+    [partiql_row] = cluster.execute_lambda(
+        lambda tx: list(
+            tx.execute_statement("SELECT COUNT(*) AS n, SUM(a.balance) AS total FROM Accounts AS a")
+        )
+    )
     account = cluster.history("Accounts")[-1]
     revision = cluster.get_revision(account["blockAddress"], account["metadata"]["id"], tip)
     proof_ok = verification.verify_revision(
@@ -162,6 +167,11 @@ def _run(cluster: LedgerCluster, args: argparse.Namespace, console: Console, t0:
         f"bank total (must be {args.accounts * START_BALANCE:,})",
         f"{bank:,} {_mark(bank == args.accounts * START_BALANCE)}",
     )
+    partiql_ok = partiql_row == {"n": args.accounts, "total": bank}
+    summary.add_row(
+        "PartiQL: SELECT COUNT(*), SUM(a.balance) FROM Accounts",
+        f"{partiql_row['n']}, {partiql_row['total']:,} {_mark(partiql_ok)}",
+    )
     summary.add_row("every replica at the digest actor's digest", _mark(same_digest))
     summary.add_row("every acknowledged transfer once in every replica's journal", _mark(once))
     summary.add_row(
@@ -173,7 +183,14 @@ def _run(cluster: LedgerCluster, args: argparse.Namespace, console: Console, t0:
     summary.add_row("leader killed and replaced", _mark(new_leader is not None))
     console.print(summary)
     good = all(
-        [same_digest, once, proof_ok, new_leader is not None, bank == args.accounts * START_BALANCE]
+        [
+            same_digest,
+            once,
+            proof_ok,
+            partiql_ok,
+            new_leader is not None,
+            bank == args.accounts * START_BALANCE,
+        ]
     )
     console.rule("[green]all checks passed" if good else "[red]a check FAILED")
     return 0 if good else 1

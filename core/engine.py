@@ -578,7 +578,7 @@ class Engine:
         old = batch.catalog.tables.get(table.table_id)
         if old is None:
             self._bump(seq, "c")
-        old_fields = set() if old is None else {i.field for i in old.indexes}
+        old_ids = set() if old is None else {i.index_id for i in old.indexes}
         kept = {i.index_id for i in table.indexes}
         for index in () if old is None else old.indexes:
             if index.index_id not in kept:  # dropped: purge its entries, void its readers
@@ -589,8 +589,8 @@ class Engine:
                         batch.delete(keys.index_key(index.index_id, vkey, doc_id))
         batch.catalog = batch.catalog.with_table(table)
         for index in table.indexes:
-            if index.field in old_fields:
-                continue
+            if index.index_id in old_ids:  # already built (a new index on a field whose
+                continue  # old index this block drops is built afresh)
             for doc_id, state in list(batch.scan_docs(table.table_id)):
                 if index.field in state.data:
                     vkey = value_key(state.data[index.field])

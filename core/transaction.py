@@ -16,6 +16,7 @@ QLDB's limits are checked as early as possible (40 written documents, 128 KB per
 from __future__ import annotations
 
 import contextlib
+import datetime
 import decimal
 import functools
 import math
@@ -24,6 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from amazon.ion import simpleion
+from amazon.ion.core import IonType
 from amazon.ion.simple_types import IonPyNull
 from amazon.ion.symbols import SymbolToken
 
@@ -112,35 +114,62 @@ def _timestamp(epoch_ms: int) -> Any:
 def value_key(value: object) -> bytes:
     """The key a value has in an index: the Ion hash of its normal form.
 
-    PartiQL's `=` finds 1, 1.0 and 1e0 equal, and a string equal to the symbol of the same
-    text, so an index must file them under one key: a number is filed as its exact decimal
-    value normalised (Decimal(1) for 1, 1.0, 1e0), a symbol as its text. Equal keys mean
-    equal under `=` for top-level scalars; the query still re-checks with `=`.
+    PartiQL's `=` finds 1, 1.0, 1e0 and -0e0 = 0 equal, a string equal to the symbol of the
+    same text, timestamps equal when they are the same instant (whatever their precision or
+    offset), and containers equal element by element, so an index must file all of them
+    under one key: a number is filed as one decimal per value (`_normal_number`), a symbol
+    as its text, a timestamp as its UTC instant, a list or struct as the normal forms of its
+    elements, annotations are dropped. Values equal under `=` have equal keys (a key may be
+    shared by unequal values: the query always re-checks with `=`).
     """
     return ion_hash(_normal(value))
 
 
-def _normal(value: object) -> object:
-    if isinstance(value, bool) or value is None:
-        return value
-    if isinstance(value, IonPyNull):
-        return value
+_INTEGRAL_DIGITS = 10_000  # integral numbers up to this size are filed as exact integers
+
+
+def _normal(value: object, *, nested: bool = False) -> object:
+    """The normal form of a value for its index key (values equal under `=` share one)."""
+    if value is None or isinstance(value, IonPyNull):
+        return None if nested else value  # `= null` never matches at the top level
+    ion_type = getattr(value, "ion_type", None)
+    if isinstance(value, bool) or ion_type == IonType.BOOL:
+        return bool(value)
     if isinstance(value, SymbolToken):
         return value if value.text is None else str(value.text)
-    if isinstance(value, int):
-        return decimal.Decimal(int(value))
-    if isinstance(value, float):
-        if math.isfinite(value):
-            return decimal.Decimal(value).normalize()
-        return float(value)
-    if isinstance(value, decimal.Decimal):
-        if value.is_finite():
-            normal = decimal.Decimal(value).normalize()
-            return decimal.Decimal(0) if normal.is_zero() else normal
-        return value
+    if isinstance(value, int | float | decimal.Decimal):
+        return _normal_number(value)
     if isinstance(value, str):
         return str(value)
+    if isinstance(value, datetime.datetime):
+        # `=` compares instants: precision and offset do not matter (sub-microsecond
+        # digits are left out, which only makes the key coarser)
+        utc = value if value.tzinfo is not None else value.replace(tzinfo=datetime.UTC)
+        instant = utc.astimezone(datetime.UTC).replace(tzinfo=None)
+        return "\x00timestamp " + instant.isoformat(timespec="microseconds")
+    if isinstance(value, Mapping):
+        return {str(k): _normal(v, nested=True) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_normal(v, nested=True) for v in value]
+    if isinstance(value, bytes | bytearray):
+        return bytes(value)
     return value
+
+
+def _normal_number(value: int | float | decimal.Decimal) -> object:
+    """A finite number as one decimal per value: an integral value as its exact integer
+    (1, 1.0, 1e0, 100, 1.00E+2 -> Decimal(1) / Decimal(100)), zero of any sign as 0, any
+    other value normalised; NaN and infinities stay floats."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return float(value)
+    if isinstance(value, decimal.Decimal) and not value.is_finite():
+        return value
+    exact = decimal.Decimal(int(value)) if isinstance(value, int) else decimal.Decimal(value)
+    if exact.is_zero():
+        return decimal.Decimal(0)
+    if exact.adjusted() < _INTEGRAL_DIGITS and exact == exact.to_integral_value():
+        return exact if isinstance(value, int) else decimal.Decimal(int(exact))
+    return exact.normalize()
 
 
 def prepare_document(doc: object) -> tuple[dict[str, Any], bytes, bytes]:
@@ -209,24 +238,23 @@ class Transaction:
     def statement(self, text: str, parameter_hashes: Sequence[bytes]) -> Iterator[int]:
         """Run one PartiQL statement's operations as a unit: the statement is recorded once
         (text, start time, digest over its parameters), every write it makes names it, and
-        if any operation raises, the transaction is put back as it was before the statement."""
+        if any operation raises, its writes, DDL, redactions and statement record are undone
+        (what it read stays in the read set, see below)."""
         self._check_open()
         if self._active_statement is not None:
             raise TransactionError("statements do not nest")
-        saved = (
-            dict(self.reads),
-            dict(self.writes),
-            dict(self.tables),
-            len(self.statements),
-            list(self.redactions),
-        )
+        saved = (dict(self.writes), dict(self.tables), len(self.statements), list(self.redactions))
         index = self._statement(text, *parameter_hashes)
         self._active_statement = index
         try:
             yield index
         except BaseException:
-            reads, writes, tables, count, redactions = saved
-            self.reads, self.writes, self.tables = reads, writes, tables
+            # The reads stay: the caller saw the statement fail, and that outcome depended
+            # on what it read (a scan that hit the 40-document limit, a table found missing),
+            # so the commit must still conflict if any of it changes. Extra reads only ever
+            # add conflicts.
+            writes, tables, count, redactions = saved
+            self.writes, self.tables = writes, tables
             del self.statements[count:]
             self.redactions = redactions
             raise
@@ -587,7 +615,12 @@ class Transaction:
             _text_hash(doc_id),
         )
         self.redactions.append((self._new_id(), request, statement))
-        return {"tableId": table_id, "documentId": doc_id, "version": version}
+        return {
+            "blockAddress": dict(request["blockAddress"]),
+            "tableId": table_id,
+            "documentId": doc_id,
+            "version": version,
+        }
 
     # ----------------------------------------------------------------- commit support
     @property

@@ -266,7 +266,8 @@ def run_case(case: Case) -> tuple[bool, str]:
 
 def _run_statement(case: Case, text: str) -> tuple[bool, str]:
     from core.partiql import values  # noqa: PLC0415
-    from core.partiql.evaluator import check_statement, evaluate  # noqa: PLC0415
+    from core.partiql.checks import check_statement  # noqa: PLC0415
+    from core.partiql.evaluator import evaluate  # noqa: PLC0415
 
     parsed = _parse(text)
     if isinstance(parsed, Exception) and not isinstance(parsed, PartiQLError):
@@ -283,7 +284,8 @@ def _run_statement(case: Case, text: str) -> tuple[bool, str]:
         if isinstance(parsed, PartiQLError):
             return False, repr(parsed)
         try:
-            check_statement(parsed, _param_count(parsed))
+            # the suite's static cases have no environment: no global names
+            check_statement(parsed, _param_count(parsed), globals_=())
         except (PartiQLSyntaxError, PartiQLSemanticError):
             return True, ""
         except Exception as exc:  # noqa: BLE001
@@ -378,7 +380,7 @@ def report(outcomes: Sequence[Outcome], verbose: bool) -> None:
     if verbose:
         for t in per_folder.values():
             for line in t.failures:
-                console.print(line, markup=False, highlight=False)
+                print(line)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

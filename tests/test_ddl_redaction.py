@@ -110,7 +110,12 @@ def test_redacted_revision_keeps_its_hash_and_verifies(tmp_path: Path) -> None:
         table_id, doc_id, address = _redactable(ledger)
         before = ledger.get_revision(address, doc_id)["revision"]
         out = ledger.execute_lambda(lambda tx: tx.redact_revision(address, table_id, doc_id))
-        assert out == {"tableId": table_id, "documentId": doc_id, "version": 0}
+        assert out == {
+            "blockAddress": address,
+            "tableId": table_id,
+            "documentId": doc_id,
+            "version": 0,
+        }
     with Ledger.open(tmp_path / "l") as ledger:  # the redaction is durable
         got = ledger.get_revision(address, doc_id)
         revision = got["revision"]

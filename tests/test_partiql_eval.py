@@ -12,8 +12,9 @@ import pytest
 
 from core.errors import PartiQLEvaluationError, PartiQLSemanticError
 from core.partiql import ast
+from core.partiql.checks import check_statement
 from core.partiql.data import Bag, Context, Lookup
-from core.partiql.evaluator import check_statement, evaluate, evaluate_expr, scan_matches
+from core.partiql.evaluator import evaluate, evaluate_expr, scan_matches
 
 
 class FakeTable:
@@ -195,5 +196,7 @@ def test_aggregate_in_where_is_semantic_error() -> None:
 def test_dml_needs_a_ledger_and_errors_are_typed() -> None:
     with pytest.raises(PartiQLSemanticError):
         evaluate(ast.CreateTable(ast.TableName("t")), {})
-    with pytest.raises(PartiQLEvaluationError):
+    with pytest.raises(PartiQLSemanticError, match="nowhere"):  # found before it runs
         evaluate(ast.Query(v("nowhere")), {}, "error")
+    with pytest.raises(PartiQLEvaluationError, match="nowhere"):  # coerce mode: at run time
+        evaluate(ast.Query(v("nowhere")), {}, "coerce")

@@ -22,6 +22,7 @@ from hypothesis import strategies as st
 from core.errors import PartiQLSyntaxError
 from core.partiql import ast
 from core.partiql.data import MISSING
+from core.partiql.functions import Quantifier
 from core.partiql.parser import parse
 
 V = ast.Var
@@ -114,7 +115,7 @@ def test_update_several_clauses() -> None:
         ast.Scan(V("t"), "x", by="d"),
         (
             ast.Assign(path("x", "a"), L(1)),
-            ast.Assign(ast.Path(V("x"), (F("b"), F("c", True))), L(2)),
+            ast.Assign(ast.Path(V("x"), (F("b"), ast.Field("c", True, bracket=True))), L(2)),
             ast.Remove(path("x", "e")),
             ast.Assign(path("x", "f"), L(3)),
         ),
@@ -280,7 +281,7 @@ def test_paths() -> None:
         (
             F("b"),
             ast.Index(L(0)),
-            F("c", True),
+            ast.Field("c", True, bracket=True),
             F("D", True),
             ast.Wildcard(),
             ast.UnpivotStep(),
@@ -341,7 +342,8 @@ def test_aggregates_anywhere() -> None:
             ast.ProjectItem(ast.Binary("+", ast.Aggregate("sum", V("y")), L(1))),
         )
     )
-    assert q("coll_sum(DISTINCT x)") == ast.Call("coll_sum", (ast.Call("distinct", (V("x"),)),))
+    distinct = ast.Lit(Quantifier("distinct"))
+    assert q("coll_sum(DISTINCT x)") == ast.Call("coll_sum", (distinct, V("x")))
 
 
 def test_query_clauses() -> None:

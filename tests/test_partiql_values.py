@@ -148,20 +148,21 @@ def test_compare() -> None:
         ("1_000_000%", "%[_0%0[__%_[%", "[", True),
         ("_", "[_[_", "[", False),
         ("100%", "1%_[%1", "[", False),
-        ("", "%", None, True),
-        ("", "_", None, False),
-        ("a\nb", "a_b", None, True),
+        ("", "%", V.NO_ESCAPE, True),
+        ("", "_", V.NO_ESCAPE, False),
+        ("a\nb", "a_b", V.NO_ESCAPE, True),
         ("abc%", "abc/%", "/", True),
         ("abcd", "abc", "/", False),
     ],
 )
-def test_like(value: str, pattern: str, escape: str | None, expected: bool) -> None:
+def test_like(value: str, pattern: str, escape: object, expected: bool) -> None:
     assert V.like(value, pattern, escape, E) is expected
 
 
 def test_like_unknowns_and_errors() -> None:
-    assert V.like(None, MISSING, None, E) is MISSING
-    assert V.like("x", "x", None, E) is True
+    assert V.like(None, MISSING, V.NO_ESCAPE, E) is MISSING
+    assert V.like("x", "x", V.NO_ESCAPE, E) is True
+    assert V.like("x", "x", None, E) is None  # ESCAPE NULL
     assert V.like("x", None, "/", E) is None
     assert V.like(123, "x", "/", C) is MISSING
     with pytest.raises(PartiQLEvaluationError):
@@ -350,8 +351,11 @@ def test_coll_aggregates() -> None:
     assert str(call("coll_sum", numbers)) == "15.0"
     assert str(call("coll_avg", numbers)) == "3.0"
     assert str(call("coll_avg", [1, 1, 1, 2])) == "1.25"
-    assert str(call("coll_avg", "distinct", [1, 1, 1, 1, 1, 3])) == "2"
-    assert call("coll_count", "distinct", [1, 1, 2]) == 2
+    distinct = F.Quantifier("distinct")
+    assert str(call("coll_avg", distinct, [1, 1, 1, 1, 1, 3])) == "2"
+    assert call("coll_count", distinct, [1, 1, 2]) == 2
+    with pytest.raises(PartiQLSemanticError):  # a plain string is not a quantifier
+        call("coll_count", "distinct", [1, 1, 2])
     assert call("coll_count", [MISSING]) == 0
     assert call("coll_max", [MISSING]) is None
     assert call("coll_max", Bag([1, "non-number", None, MISSING])) == "non-number"

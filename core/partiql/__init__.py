@@ -16,8 +16,9 @@ from core.errors import (
     PartiQLSemanticError,
     PartiQLSyntaxError,
 )
+from core.partiql.checks import check_statement
 from core.partiql.data import MISSING, Bag, Context, Lookup, Source
-from core.partiql.evaluator import check_statement, evaluate, evaluate_expr, scan_matches
+from core.partiql.evaluator import evaluate, evaluate_expr, scan_matches
 
 
 def parse(text: str) -> Any:

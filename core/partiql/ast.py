@@ -50,10 +50,12 @@ class Var:
 
 @dataclass(frozen=True, slots=True)
 class Field:
-    """Path step `.name` or `."name"`, or `['name']` with a literal string (case_sensitive)."""
+    """Path step `.name` or `."name"`, or `['name']` with a literal string (case_sensitive,
+    bracket)."""
 
     name: str
     case_sensitive: bool = False
+    bracket: bool = False
 
 
 @dataclass(frozen=True, slots=True)

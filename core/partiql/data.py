@@ -27,6 +27,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
+from amazon.ion.core import IonType
+from amazon.ion.simple_types import IonPyNull
+
 
 class _Missing:
     __slots__ = ()
@@ -48,6 +51,11 @@ class _Missing:
 
 
 MISSING: Any = _Missing()
+
+# The value an outer join gives the variables of the side with no matching row: a null
+# that is a struct's null (`null.struct`), so `b IS NULL` holds and `b.title` is null (not
+# MISSING, as a path into any other null is).
+NULL_TUPLE: Any = IonPyNull.from_value(IonType.STRUCT, None)
 
 
 class Bag(list[Any]):

@@ -3,9 +3,10 @@
 - `evaluate(statement, env, mode, parameters=, context=)`: parse (if text), check, compile
   and run a query; the result is an Ion value (a Bag for an unordered query result, a list
   with ORDER BY, dicts for structs, possibly MISSING).
-- `check_statement(statement, parameter_count)`: the static checks (unknown functions and
-  wrong arities via `functions.check_call`, aggregates where none is allowed, the number of
-  `?` against the parameters given) for any statement, DML included.
+- `check_statement(statement, parameter_count)`: the static checks of `checks` (unknown
+  functions, arities, constant argument types, aggregates where none is allowed, the number
+  of `?` against the parameters given) for any statement, DML included; `evaluate` also
+  refuses variables no FROM variable or global can supply.
 - `evaluate_expr`, `scan_matches`: the ledger's hooks for DML (an expression in given
   bindings; the matching rows of a table named in UPDATE/DELETE).
 
@@ -15,14 +16,15 @@ immutable); checks run before any evaluation, so a statement that fails them rea
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from core.errors import PartiQLEvaluationError, PartiQLSemanticError
-from core.partiql import ast, functions
+from core.partiql import ast
+from core.partiql.checks import check_statement
 from core.partiql.data import Context, Source
 from core.partiql.exprs import Compiler
-from core.partiql.query import FromCompiler, narrowings, scan_alias
+from core.partiql.from_clause import FromCompiler, narrowings, scan_alias
 from core.partiql.runtime import Fn, Runtime, Scope, is_true
 
 _CACHE: dict[int, tuple[ast.Expr, Fn]] = {}
@@ -48,7 +50,13 @@ def evaluate(
     ctx = context if context is not None else Context(mode=mode)
     if not isinstance(stmt, ast.Query):
         raise PartiQLSemanticError(f"{type(stmt).__name__} needs a ledger")
-    check_statement(stmt, len(parameters), extra_functions=ctx.functions)
+    check_statement(
+        stmt,
+        len(parameters),
+        extra_functions=ctx.functions,
+        globals_=list(env),
+        strict=ctx.mode == "error",
+    )
     fn = _compiled(stmt.expr)
     return fn(Runtime(env, parameters, ctx), {})
 
@@ -96,7 +104,7 @@ def scan_matches(
     comp = Compiler()
     alias = scan_alias(source, 1)
     by = source.by if source.by is not None else "\x00id"
-    fc = FromCompiler(comp, narrowings(where))
+    fc = FromCompiler(comp, narrowings(where), where)
     rows, scope = fc.item(ast.Scan(source.expr, alias, source.at, by), Scope())
     scope = scope.query(fc.variables)
     cond = comp.value(where, scope) if where is not None else None
@@ -108,66 +116,3 @@ def scan_matches(
                 del row[by]
             out.append((doc_id, row))
     return out
-
-
-# ============================================================================ static checks
-
-
-def check_statement(
-    statement: ast.Statement, parameter_count: int, *, extra_functions: Iterable[str] = ()
-) -> None:
-    """Raise PartiQLSemanticError if the statement cannot be compiled: an unknown function
-    or a wrong number of arguments to one, an aggregate where none is allowed, or a number
-    of `?` different from `parameter_count`."""
-    checker = _Checker(frozenset(extra_functions))
-    checker.walk(statement, aggregates=False)
-    if checker.params != parameter_count:
-        raise PartiQLSemanticError(
-            f"the statement has {checker.params} parameters, {parameter_count} given"
-        )
-
-
-class _Checker:
-    def __init__(self, extra: frozenset[str]) -> None:
-        self.extra = extra
-        self.params = 0
-
-    def walk(self, node: Any, aggregates: bool) -> None:
-        if isinstance(node, tuple):
-            for item in node:
-                self.walk(item, aggregates)
-            return
-        if not hasattr(node, "__dataclass_fields__"):
-            return
-        if isinstance(node, ast.Param):
-            self.params = max(self.params, node.index + 1)
-            return
-        if isinstance(node, ast.Lit):
-            return
-        if isinstance(node, ast.Aggregate):
-            if not aggregates:
-                raise PartiQLSemanticError(f"aggregate {node.name.upper()} is not allowed here")
-            self.walk(node.arg, aggregates=False)
-            return
-        if isinstance(node, ast.Call) and node.name not in self.extra:
-            functions.check_call(node.name, len(node.args))
-        if isinstance(node, ast.Select):
-            self._select(node)
-            return
-        for name in node.__dataclass_fields__:
-            self.walk(getattr(node, name), aggregates)
-
-    def _select(self, sel: ast.Select) -> None:
-        self.walk(sel.from_, False)
-        for expr, _ in sel.let:
-            self.walk(expr, False)
-        self.walk(sel.where, False)
-        if sel.group_by is not None:
-            for key in sel.group_by.keys:
-                self.walk(key.expr, False)
-        self.walk(sel.project, True)
-        self.walk(sel.having, True)
-        for item in sel.order_by:
-            self.walk(item.expr, True)
-        self.walk(sel.limit, False)
-        self.walk(sel.offset, False)

@@ -23,10 +23,11 @@ unknown table is a TableNotFoundError, never an empty result.
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from core import codec, queries
+from core import codec, keys, queries
 from core.catalog import TableDef
 from core.codec import CodecError
 from core.errors import (
@@ -40,8 +41,9 @@ from core.errors import (
 from core.ids import is_id, timestamp_from_ms
 from core.ionhash import ion_hash
 from core.partiql import ast
+from core.partiql.checks import check_statement
 from core.partiql.data import MISSING, Bag, Context, Lookup
-from core.partiql.evaluator import check_statement, evaluate, evaluate_expr, scan_matches
+from core.partiql.evaluator import evaluate, evaluate_expr, scan_matches
 from core.partiql.parser import parse
 
 if TYPE_CHECKING:
@@ -204,14 +206,13 @@ def _apply_op(
     if isinstance(op, ast.Remove):
         if not keys:
             raise PartiQLSemanticError("REMOVE of a whole document: use DELETE")
-        parent = _walk(doc, keys[:-1], create=False)
+        try:  # removing what is not there changes nothing, at any depth
+            parent = _walk(doc, keys[:-1], create=False)
+        except PartiQLEvaluationError:
+            return doc
         if isinstance(parent, dict) and isinstance(keys[-1], str):
             parent.pop(keys[-1], None)
-        elif (
-            isinstance(parent, list)
-            and isinstance(keys[-1], int)
-            and -len(parent) <= keys[-1] < len(parent)
-        ):
+        elif isinstance(parent, list) and isinstance(keys[-1], int) and _in_range(parent, keys[-1]):
             del parent[keys[-1]]
         return doc
     value = _storable(evaluate_expr(op.value, bindings, env, params, context))
@@ -230,10 +231,16 @@ def _apply_op(
     if isinstance(container, list):
         if position is None:
             container.append(value)
-        elif isinstance(position, int) and not isinstance(position, bool):
+        elif (
+            isinstance(position, int)
+            and not isinstance(position, bool)
+            and 0 <= position <= len(container)
+        ):
             container.insert(position, value)
         else:
-            raise PartiQLEvaluationError(f"a list position is an int, not {position!r}")
+            raise PartiQLEvaluationError(
+                f"a list position is an int from 0 to {len(container)}, not {position!r}"
+            )
     elif isinstance(container, dict) and isinstance(position, str):
         if position in container:
             raise PartiQLEvaluationError(f"the struct already has a field {position!r}")
@@ -272,7 +279,7 @@ def _walk(doc: Any, keys: list[str | int], *, create: bool) -> Any:
                     raise PartiQLEvaluationError(f"the path has no field {key!r}")
                 node[key] = {}
             node = node[key]
-        elif isinstance(node, list) and isinstance(key, int) and -len(node) <= key < len(node):
+        elif isinstance(node, list) and isinstance(key, int) and _in_range(node, key):
             node = node[key]
         else:
             raise PartiQLEvaluationError(f"the path step {key!r} does not exist in {node!r}")
@@ -283,10 +290,16 @@ def _put(parent: Any, key: str | int, value: Any) -> None:
     if isinstance(parent, dict) and isinstance(key, str):
         parent[key] = value
         return
-    if isinstance(parent, list) and isinstance(key, int) and -len(parent) <= key < len(parent):
+    if isinstance(parent, list) and isinstance(key, int) and _in_range(parent, key):
         parent[key] = value
         return
     raise PartiQLEvaluationError(f"cannot set {key!r} in {type(parent).__name__}")
+
+
+def _in_range(items: list[Any], position: int) -> bool:
+    """A list position a path can name: 0 up to len - 1 (PartiQL has no negative indexes:
+    `r.l[-1]` is MISSING in a query, so a DML path cannot reach it either)."""
+    return not isinstance(position, bool) and 0 <= position < len(items)
 
 
 def _exec(
@@ -371,15 +384,60 @@ class _Environment(Mapping[str, Any]):
         return self._tx.table(table.name)  # raises TableNotFoundError (and records the read)
 
     def history(self, table: Any, start: Any = None, end: Any = None) -> Bag:
-        """history(t [, start [, end]]): every revision of t active in [start, end]."""
-        if not isinstance(table, _TableSource):
-            raise PartiQLEvaluationError("history() takes a table as its first argument")
+        """history(t | 'tableId' [, start [, end]]): every revision of the table active in
+        [start, end]. A table id (a string) also names a dropped table, as in QLDB."""
         for bound in (start, end):
             if bound is not None and not hasattr(bound, "year"):
                 raise PartiQLEvaluationError(f"history() bounds are timestamps, not {bound!r}")
-        self._tx.read_table(table.table)
         engine: Engine = self._tx.engine_view()  # type: ignore[assignment]
-        return Bag(queries.history(engine, table.table.name, None, start, end))
+        if isinstance(table, _TableSource):
+            self._tx.read_table(table.table)
+            return Bag(queries.history(engine, table.table.name, None, start, end))
+        if isinstance(table, str) and is_id(table):
+            found = self._tx.catalog().tables.get(str(table))
+            if found is None or found.table_id[:21] == "0" * 21:
+                raise TableNotFoundError(f"no table with id {str(table)!r}")
+            self._tx.read_table(found)
+            return Bag(_history_by_id(engine, found.table_id, start, end))
+        raise PartiQLEvaluationError("history() takes a table or a table id as its first argument")
+
+
+def _utc(bound: Any) -> Any:
+    """A history bound as an aware datetime (an unknown offset counts as UTC)."""
+    if bound is None or bound.tzinfo is not None:
+        return bound
+    return bound.replace(tzinfo=datetime.UTC)
+
+
+def _history_by_id(engine: Engine, table_id: str, start: Any, end: Any) -> list[Any]:
+    """queries.history for a table named by id (a dropped table's name may be taken)."""
+    lo, hi = _utc(start), _utc(end)
+    durable = engine.durable_seq
+    prefix = keys.revision_prefix(table_id, "")
+    located: list[tuple[str, int]] = []
+    for key, value in engine.storage.scan(prefix, keys.prefix_end(prefix)):
+        _, doc_id, _version = keys.revision_key_parts(key)
+        seq = keys.decode_u64(value)
+        if seq <= durable:
+            located.append((doc_id, seq))
+    blocks: dict[int, Any] = {}
+
+    def block(seq: int) -> Any:
+        return blocks.get(seq) or blocks.setdefault(seq, engine.read_block(seq))
+
+    revisions = []
+    for i, (doc_id, seq) in enumerate(located):
+        revision = next(r for r in block(seq)["revisions"] if r["metadata"]["id"] == doc_id)
+        successor = located[i + 1] if i + 1 < len(located) else None
+        ends_at = None
+        if successor is not None and successor[0] == doc_id:
+            ends_at = block(successor[1])["blockTimestamp"]
+        if hi is not None and revision["metadata"]["txTime"] > hi:
+            continue
+        if lo is not None and ends_at is not None and ends_at <= lo:
+            continue
+        revisions.append(revision)
+    return revisions
 
 
 class _TableSource:

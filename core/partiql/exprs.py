@@ -19,7 +19,7 @@ from typing import Any
 
 from core.errors import PartiQLEvaluationError, PartiQLSemanticError
 from core.partiql import ast, ops
-from core.partiql.data import MISSING, Bag, Source
+from core.partiql.data import MISSING, NULL_TUPLE, Bag, Source
 from core.partiql.runtime import (
     AMBIGUOUS,
     UNBOUND,
@@ -40,6 +40,10 @@ from core.partiql.runtime import (
     struct_items,
 )
 
+# The binding a global FROM source's value is passed in (see Compiler.from_source).
+_GLOBAL_KEY = "\x00global"
+_GLOBAL = ast.Var(_GLOBAL_KEY, case_sensitive=True)
+
 # Aggregates are compiled by `query` when grouping; this hook lets it intercept them.
 AggregateHook = Callable[[ast.Aggregate, Scope], Fn]
 
@@ -50,13 +54,15 @@ class Compiler:
 
     def __init__(self, aggregate: AggregateHook | None = None) -> None:
         self.aggregate = aggregate
-        self.group_keys: tuple[tuple[ast.Expr, str], ...] = ()
+        # After GROUP BY: the binding of the group key an expression denotes, if any.
+        self.group_key: Callable[[ast.Expr], str | None] | None = None
 
     # ------------------------------------------------------------------ dispatch
 
     def expr(self, node: ast.Expr, scope: Scope) -> Fn:
-        for key_expr, key_name in self.group_keys:
-            if _same(node, key_expr):
+        if self.group_key is not None:
+            key_name = self.group_key(node)
+            if key_name is not None:
                 return _binding(key_name)
         method = _DISPATCH.get(type(node))
         if method is None:
@@ -100,6 +106,15 @@ class Compiler:
 
             return ambiguous
         if key is not None:
+            if not cs and scope.folds_onto(key):
+                # exact match, but other locals differ only in case: ambiguous in error mode
+
+                def loose(rt: Runtime, b: Bindings, key: str = key) -> Any:
+                    if rt.strict:
+                        raise PartiQLEvaluationError(f"variable {name} is ambiguous")
+                    return b[key]
+
+                return loose
             return _binding(key)
         levels = scope.from_vars
 
@@ -117,7 +132,34 @@ class Compiler:
                 return value
             if levels and len(levels[0]) == 1 and levels[0][0] in b:
                 return _field(rt, b[levels[0][0]], name, cs)
+            if levels:  # inside a query: a missing attribute (MISSING in coerce mode)
+                return rt.fail(f"variable {name} is not defined")
             raise PartiQLEvaluationError(f"variable {name} is not defined")
+
+        return run
+
+    def from_source(self, node: ast.Expr, scope: Scope) -> Fn:
+        """A FROM item's source expression. Its root variable resolves against the global
+        environment first (PartiQL's scoping rule for FROM: `FROM a, a.b` reads the global
+        a if there is one); `@x` looks among the local variables first."""
+        root = node.root if isinstance(node, ast.Path) else node
+        if not isinstance(root, ast.Var) or root.local_first:
+            return self.expr(node, scope)
+        if scope.resolve(root.name, root.case_sensitive) is None:
+            return self.expr(node, scope)
+        local = self.expr(node, scope)
+        name, cs = root.name, root.case_sensitive
+        rest = None
+        if isinstance(node, ast.Path):
+            rest = self.expr(ast.Path(_GLOBAL, node.steps), scope.extend([_GLOBAL_KEY]))
+
+        def run(rt: Runtime, b: Bindings) -> Any:
+            value = rt.global_raw(name, cs)
+            if value is UNBOUND:
+                return local(rt, b)
+            if rest is None:
+                return value
+            return rest(rt, {**b, _GLOBAL_KEY: value})
 
         return run
 
@@ -156,8 +198,18 @@ class Compiler:
             return lambda rt, b, v: [_field(rt, v, name, cs)]
         if isinstance(step, ast.Index):
             index = self.expr(step.expr, scope)
-            lit = isinstance(step.expr, ast.Lit)
-            return lambda rt, b, v: [_index(rt, v, index(rt, b), lit)]
+            if _names_field(step.expr):
+                return lambda rt, b, v: [_index(rt, v, index(rt, b))]
+
+            def dynamic(rt: Runtime, b: Bindings, v: Any) -> list[Any]:
+                # `a[e]` names a struct field only when e is a string literal or an
+                # explicit CAST to a string (PartiQL spec 4.1): anything else is not
+                # evaluated against a struct.
+                if is_struct(v):
+                    return [rt.fail("a struct subscript needs a string literal or a CAST")]
+                return [_index(rt, v, index(rt, b))]
+
+            return dynamic
         if isinstance(step, ast.Wildcard):
             return lambda rt, b, v: _wildcard(rt, v)
         return lambda rt, b, v: _unpivot_step(rt, v)
@@ -173,11 +225,10 @@ class Compiler:
         left = self.value(node.left, scope)
         right = self.value(node.right, scope)
         op = node.op
-        if op in ("=", "<>", "<", "<=", ">", ">="):
-            if _is_sql_subquery(node.left):
-                left = _scalar(left)
-            if _is_sql_subquery(node.right):
-                right = _scalar(right)
+        if _is_sql_subquery(node.left):
+            left = _scalar(left)
+        if _is_sql_subquery(node.right):
+            right = _scalar(right)
         if op == "and":
 
             def and_(rt: Runtime, b: Bindings) -> Any:
@@ -205,7 +256,7 @@ class Compiler:
         negated = node.negated
 
         def run(rt: Runtime, b: Bindings) -> Any:
-            esc = escape(rt, b) if escape is not None else None
+            esc = escape(rt, b) if escape is not None else ops.NO_ESCAPE
             result = ops.like(rt, value(rt, b), pattern(rt, b), esc)
             return ops.unary(rt, "not", result) if negated else result
 
@@ -264,7 +315,7 @@ class Compiler:
                 if not is_text(key):
                     if rt.strict:
                         raise PartiQLEvaluationError("a struct field name must be text")
-                    return MISSING
+                    continue  # coerce mode leaves the field out
                 pairs.append((str(key), value_fn(rt, b)))
             return make_struct(pairs)
 
@@ -331,9 +382,9 @@ class Compiler:
         value = self.value(node.value, scope)
         chars = self.value(node.chars, scope) if node.chars is not None else None
         spec = node.spec
-        return lambda rt, b: ops.trim(
-            rt, value(rt, b), spec, chars(rt, b) if chars is not None else None
-        )
+        if chars is None:
+            return lambda rt, b: ops.trim(rt, value(rt, b), spec)
+        return lambda rt, b: ops.trim(rt, value(rt, b), spec, chars(rt, b))
 
     def _cast(self, node: ast.Cast, scope: Scope) -> Fn:
         value = self.value(node.value, scope)
@@ -370,7 +421,8 @@ def _has_field(value: Any, name: str, case_sensitive: bool) -> bool:
     )
 
 
-def _same(a: ast.Expr, b: ast.Expr) -> bool:
+def same_expr(a: Any, b: Any) -> bool:
+    """Structural equality of two AST nodes (Ion values inside literals compared as such)."""
     if type(a) is not type(b):
         return False
     try:
@@ -391,9 +443,15 @@ def _single_field(value: Any) -> Any:
     return value
 
 
+def scalar_subquery(node: ast.Expr, fn: Fn) -> Fn:
+    """`fn` coerced as a SQL scalar subquery if `node` is one (a SELECT with a select list
+    used as an operand or a projected value), else `fn` itself."""
+    return _scalar(fn) if _is_sql_subquery(node) else fn
+
+
 def _scalar(fn: Fn) -> Fn:
-    """SQL's coercion of a subquery in a comparison: a single row of a single column is
-    that column's value (no row: NULL)."""
+    """SQL's coercion of a subquery used as a value: a single row of a single column is
+    that column's value, no row is NULL, more than one row is a type error."""
 
     def run(rt: Runtime, b: Bindings) -> Any:
         value = fn(rt, b)
@@ -402,6 +460,7 @@ def _scalar(fn: Fn) -> Fn:
                 return _single_field(value[0])
             if not value:
                 return None
+            return rt.fail("a scalar subquery returned more than one row")
         return value
 
     return run
@@ -410,12 +469,23 @@ def _scalar(fn: Fn) -> Fn:
 def _field(rt: Runtime, value: Any, name: str, case_sensitive: bool) -> Any:
     if is_struct(value):
         return struct_get(value, name, case_sensitive, rt)
-    if is_null(value):
-        return MISSING
+    if is_null(value):  # a missing tuple's field is null (see query.NULL_TUPLE)
+        return None if value is NULL_TUPLE else MISSING
     return rt.fail(f"cannot read field {name} of a non-struct")
 
 
-def _index(rt: Runtime, value: Any, key: Any, literal: bool) -> Any:
+_STRING_TYPES = frozenset(["string", "varchar", "char", "character", "symbol"])
+
+
+def _names_field(node: ast.Expr) -> bool:
+    """Whether `[node]` may name a struct field: a literal, a parameter, or a CAST to a
+    string type."""
+    if isinstance(node, (ast.Lit, ast.Param)):
+        return True
+    return isinstance(node, ast.Cast) and node.type_name.lower() in _STRING_TYPES
+
+
+def _index(rt: Runtime, value: Any, key: Any) -> Any:
     index = as_int(key)
     if index is not None and is_sequence(value) and not isinstance(value, Bag):
         if 0 <= index < len(value):

@@ -31,6 +31,9 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from types import MappingProxyType
 from typing import Any, Protocol
 
+from amazon.ion.core import IonType
+from amazon.ion.simple_types import IonPyDict
+
 from core.errors import PartiQLEvaluationError, PartiQLSemanticError
 from core.partiql import datetimes as dt
 from core.partiql import values as pv
@@ -40,6 +43,12 @@ from core.partiql.data import MISSING, Context
 class DatePartValue(str):
     """A date/time field keyword (YEAR, MONTH, ...) passed as a function argument, kept
     apart from an ordinary string value."""
+
+    __slots__ = ()
+
+
+class Quantifier(str):
+    """The ALL / DISTINCT of `COLL_SUM(DISTINCT x)`, passed as the call's first argument."""
 
     __slots__ = ()
 
@@ -79,8 +88,22 @@ def _guard(fname: str, args: list[Any], allowed: list[frozenset[str] | None], mo
 # ============================================================================ strings
 
 
+# The argument types of the functions whose arguments the static checks can judge (a
+# constant argument of another type is refused before the statement runs).
+ARGUMENT_TYPES: Mapping[str, tuple[frozenset[str] | None, ...]] = MappingProxyType(
+    {
+        "char_length": (_TEXT,),
+        "character_length": (_TEXT,),
+        "lower": (_TEXT,),
+        "upper": (_TEXT,),
+        "substring": (_TEXT, _INT, _INT),
+        "position": (_TEXT, _TEXT),
+    }
+)
+
+
 def _char_length(args: list[Any], ctx: Context) -> Any:
-    r = _guard("char_length", args, [_TEXT], ctx.mode)
+    r = _guard("char_length", args, list(ARGUMENT_TYPES["char_length"]), ctx.mode)
     return r if r is not _OK else len(pv.text_of(args[0]))
 
 
@@ -98,17 +121,17 @@ def _bit_length(args: list[Any], ctx: Context) -> Any:
 
 
 def _lower(args: list[Any], ctx: Context) -> Any:
-    r = _guard("lower", args, [_TEXT], ctx.mode)
+    r = _guard("lower", args, list(ARGUMENT_TYPES["lower"]), ctx.mode)
     return r if r is not _OK else pv.text_of(args[0]).lower()
 
 
 def _upper(args: list[Any], ctx: Context) -> Any:
-    r = _guard("upper", args, [_TEXT], ctx.mode)
+    r = _guard("upper", args, list(ARGUMENT_TYPES["upper"]), ctx.mode)
     return r if r is not _OK else pv.text_of(args[0]).upper()
 
 
 def _substring(args: list[Any], ctx: Context) -> Any:
-    r = _guard("substring", args, [_TEXT, _INT, _INT], ctx.mode)
+    r = _guard("substring", args, list(ARGUMENT_TYPES["substring"]), ctx.mode)
     if r is not _OK:
         return r
     s = pv.text_of(args[0])
@@ -124,7 +147,7 @@ def _substring(args: list[Any], ctx: Context) -> Any:
 
 
 def _position(args: list[Any], ctx: Context) -> Any:
-    r = _guard("position", args, [_TEXT, _TEXT], ctx.mode)
+    r = _guard("position", args, list(ARGUMENT_TYPES["position"]), ctx.mode)
     return r if r is not _OK else pv.text_of(args[1]).find(pv.text_of(args[0])) + 1
 
 
@@ -142,15 +165,19 @@ def _overlay(args: list[Any], ctx: Context) -> Any:
     return head + repl + tail
 
 
+SPACES: Any = object()  # the `chars` of a TRIM that names none
+
+
 def trim(spec: str, chars: Any, value: Any, mode: str) -> Any:
-    """TRIM([BOTH|LEADING|TRAILING] [chars] FROM value); chars None: spaces. The characters
-    of `chars` form a set (TRIM('12' FROM '1212x21') is 'x')."""
-    args = [value] if chars is None else [value, chars]
+    """TRIM([BOTH|LEADING|TRAILING] [chars] FROM value); chars SPACES: none given (a null
+    `chars` gives null). The characters of `chars` form a set (TRIM('12' FROM '1212x21')
+    is 'x')."""
+    args = [value] if chars is SPACES else [value, chars]
     r = _guard("trim", args, [_TEXT, _TEXT], mode)
     if r is not _OK:
         return r
     s = pv.text_of(value)
-    strip = " " if chars is None else pv.text_of(chars)
+    strip = " " if chars is SPACES else pv.text_of(chars)
     spec = spec.lower()
     if spec == "leading":
         return s.lstrip(strip)
@@ -161,7 +188,7 @@ def trim(spec: str, chars: Any, value: Any, mode: str) -> Any:
 
 def _trim(args: list[Any], ctx: Context) -> Any:
     spec = str(args[1]) if len(args) > 1 else "both"
-    return trim(spec, args[2] if len(args) > 2 else None, args[0], ctx.mode)
+    return trim(spec, args[2] if len(args) > 2 else SPACES, args[0], ctx.mode)
 
 
 # ============================================================================ numbers
@@ -222,6 +249,19 @@ def _nullif(args: list[Any], ctx: Context) -> Any:
 def _exists(args: list[Any], ctx: Context) -> Any:
     r = _guard("exists", args, [_SIZED], ctx.mode)
     return r if r is not _OK else len(pv.elements(args[0])) > 0
+
+
+def _tupleunion(args: list[Any], ctx: Context) -> Any:
+    """TUPLEUNION(s1, s2, ...): one struct with the fields of every argument, in order
+    (repeated names kept, as in a struct constructor)."""
+    r = _guard("tupleunion", args, [frozenset({"struct"})] * len(args), ctx.mode)
+    if r is not _OK:
+        return r
+    out = IonPyDict.from_value(IonType.STRUCT, {})
+    for struct in args:
+        for key, value in struct.items():
+            out.add_item(str(key), value)
+    return out
 
 
 def _cardinality(args: list[Any], ctx: Context) -> Any:
@@ -482,9 +522,9 @@ def _coll(name: str) -> Callable[[list[Any], Context], Any]:
     def impl(args: list[Any], ctx: Context) -> Any:
         quantifier = "all"
         if len(args) == 2:
-            quantifier = pv.text_of(args[0]).lower()
-            if quantifier not in ("all", "distinct"):
-                raise PartiQLEvaluationError(f"coll_{name}: expected ALL or DISTINCT")
+            if not isinstance(args[0], Quantifier):
+                raise PartiQLSemanticError(f"coll_{name} takes 1 argument, not 2")
+            quantifier = str(args[0])
         coll = args[-1]
         r = _guard(f"coll_{name}", [coll], [_COLL], ctx.mode)
         if r is not _OK:
@@ -532,6 +572,7 @@ _TABLE = [
     _f("exists", 1, 1, _exists),
     _f("size", 1, 1, _cardinality),
     _f("cardinality", 1, 1, _cardinality),
+    _f("tupleunion", 0, None, _tupleunion),
     _f("utcnow", 0, 0, _utcnow),
     _f("txid", 0, 0, _txid),
     _f("to_string", 2, 2, _to_string),
@@ -544,9 +585,19 @@ _TABLE = [
 SCALAR_FUNCTIONS: Mapping[str, Function] = MappingProxyType({f.name: f for f in _TABLE})
 
 
-def check_call(name: str, arg_count: int) -> None:
-    """Raise PartiQLSemanticError for an unknown function or a wrong number of arguments."""
+def check_call(name: str, arg_count: int, quantified: bool = False) -> None:
+    """Raise PartiQLSemanticError for an unknown function or a wrong number of arguments
+    (`quantified`: the call is `f(ALL|DISTINCT e)`, whose quantifier is not counted; only
+    the COLL_ aggregates take one)."""
     f = SCALAR_FUNCTIONS.get(name.lower())
+    if f is not None and f.name.startswith("coll_"):
+        if quantified:
+            arg_count -= 1
+        if arg_count != 1:
+            raise PartiQLSemanticError(f"{name} takes 1 argument, not {arg_count}")
+        return
+    if quantified:
+        raise PartiQLSemanticError(f"{name} takes no ALL or DISTINCT")
     if f is None:
         raise PartiQLSemanticError(f"unknown function {name}")
     if arg_count < f.min_args or (f.max_args is not None and arg_count > f.max_args):
@@ -560,5 +611,5 @@ def check_call(name: str, arg_count: int) -> None:
 
 def call(name: str, args: list[Any], context: Context) -> Any:
     """Run the built-in `name` (checked with check_call) on evaluated arguments."""
-    check_call(name, len(args))
+    check_call(name, len(args), bool(args) and isinstance(args[0], Quantifier))
     return SCALAR_FUNCTIONS[name.lower()].impl(list(args), context)

@@ -22,6 +22,7 @@ from lark import Token, Transformer
 from core.errors import PartiQLSyntaxError
 from core.partiql import ast
 from core.partiql.data import MISSING
+from core.partiql.functions import Quantifier
 
 __all__ = ["IonText", "Lower"]
 
@@ -115,6 +116,31 @@ class _SetKw(_Clause):
 
 class _Clauses(_Clause):
     """The clauses of a `q_*` chain (see grammar.lark), in order."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Paren:
+    """A parenthesised expression other than a query, kept until the parse ends (only
+    `IN (e)` reads it) and then replaced by the expression itself."""
+
+    expr: Any
+
+
+def _strip_parens(node: Any) -> Any:
+    """`node` with every _Paren replaced by its expression (see _Paren)."""
+    if isinstance(node, _Paren):
+        return _strip_parens(node.expr)
+    if isinstance(node, tuple):
+        return tuple(_strip_parens(x) for x in node)
+    if not dataclasses.is_dataclass(node) or isinstance(node, ast.Lit | type):
+        return node
+    changes = {}
+    for f in dataclasses.fields(node):
+        value = getattr(node, f.name)
+        new = _strip_parens(value)
+        if new is not value:
+            changes[f.name] = new
+    return dataclasses.replace(node, **changes) if changes else node
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +254,7 @@ class Lower(Transformer[Token, Any]):
     # ------------------------------------------------------------------ statements
 
     def start(self, c: list[Any]) -> Any:
-        return c[0]
+        return _strip_parens(c[0])
 
     def query_stmt(self, c: list[Any]) -> ast.Query:
         return ast.Query(c[0])
@@ -453,6 +479,9 @@ class Lower(Transformer[Token, Any]):
         alias, at, by = _aliases(c[1:])
         return ast.Scan(c[0], alias, at, by)
 
+    def lateral(self, c: list[Any]) -> Any:
+        return c[1]  # every FROM item after the first is lateral already
+
     def unpivot_scan(self, c: list[Any]) -> ast.UnpivotScan:
         alias, at, _ = _aliases(c[2:])
         return ast.UnpivotScan(c[1], alias, at)
@@ -473,6 +502,9 @@ class Lower(Transformer[Token, Any]):
         keys = tuple(x for x in c if isinstance(x, ast.ProjectItem))
         group_as = c[-1].name if isinstance(c[-1], _Name) else None
         return _Group(ast.GroupBy(keys, group_as, partial=c[1] is not None))
+
+    def group_all(self, c: list[Any]) -> _Group:
+        return _Group(ast.GroupBy((), c[3].name))  # one group of every row
 
     def group_key(self, c: list[Any]) -> ast.ProjectItem:
         return ast.ProjectItem(c[0], c[2].name if c[2] is not None else None)
@@ -521,7 +553,10 @@ class Lower(Transformer[Token, Any]):
         return ast.Is(c[0], t.name, negated=c[2] is not None)
 
     def in_op(self, c: list[Any]) -> ast.In:
-        return ast.In(c[0], c[3], negated=c[1] is not None)
+        collection = c[3]
+        if isinstance(collection, _Paren):  # SQL: `x IN (e)` is `x IN [e]`
+            collection = ast.ListLit((collection.expr,))
+        return ast.In(c[0], collection, negated=c[1] is not None)
 
     def like_op(self, c: list[Any]) -> ast.Like:
         return ast.Like(c[0], c[3], c[5], negated=c[1] is not None)
@@ -573,7 +608,10 @@ class Lower(Transformer[Token, Any]):
         return ast.Var(str(c[1].value), c[1].type == "QIDENT", local_first=True)
 
     def paren(self, c: list[Any]) -> Any:
-        return c[1]
+        inner = c[1]
+        if isinstance(inner, ast.Select | ast.SetOp | ast.BagLit):  # queries, VALUES
+            return inner
+        return _Paren(inner)
 
     def paren_list(self, c: list[Any]) -> ast.ListLit:
         return ast.ListLit(_exprs(c))
@@ -591,7 +629,10 @@ class Lower(Transformer[Token, Any]):
         return ast.StructLit(tuple(x.value for x in c if isinstance(x, _Pair)))
 
     def struct_field(self, c: list[Any]) -> _Pair:
-        return _Pair((c[0], c[2]))
+        key = c[0]
+        if isinstance(key, ast.Var) and not key.local_first:
+            key = ast.Lit(key.name)  # `{a: 1}`: an identifier is the field's name
+        return _Pair((key, c[2]))
 
     def values_lit(self, c: list[Any]) -> ast.BagLit:
         return ast.BagLit(_exprs(c))
@@ -606,10 +647,9 @@ class Lower(Transformer[Token, Any]):
         return ast.Call(c[0].name, _exprs(c[1:]))
 
     def call_quantified(self, c: list[Any]) -> ast.Call:
-        arg = c[3]
-        if c[2] == "distinct":
-            arg = ast.Call("distinct", (arg,))
-        return ast.Call(c[0].name, (arg,))
+        """`f(DISTINCT e)` / `f(ALL e)` (the COLL_ aggregates): the quantifier is passed as
+        a first argument of its own type, which only this form can produce."""
+        return ast.Call(c[0].name, (ast.Lit(Quantifier(c[2])), c[3]))
 
     def call_star(self, c: list[Any]) -> ast.Call:
         return ast.Call(c[0].name, ())
@@ -750,5 +790,5 @@ class Lower(Transformer[Token, Any]):
 
 def _index_step(expr: Any) -> ast.PathStep:
     if isinstance(expr, ast.Lit) and type(expr.value) is str:
-        return ast.Field(expr.value, True)
+        return ast.Field(expr.value, True, bracket=True)
     return ast.Index(expr)

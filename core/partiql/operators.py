@@ -189,10 +189,23 @@ def _like_regex(pattern: str, escape: str | None) -> re.Pattern[str]:
     return re.compile("".join(out), re.DOTALL)
 
 
+class _NoEscape:
+    """The `escape` of a LIKE without ESCAPE (a null escape is `ESCAPE NULL`)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NO_ESCAPE"
+
+
+NO_ESCAPE: Any = _NoEscape()
+
+
 def like(value: Any, pattern: Any, escape: Any, mode: str) -> Any:
-    """`value LIKE pattern [ESCAPE escape]` (escape None when absent). An escape that is
-    not a single character is an error in every mode."""
-    operands = (value, pattern) if escape is None else (value, pattern, escape)
+    """`value LIKE pattern [ESCAPE escape]` (escape NO_ESCAPE when absent; null or MISSING
+    propagate like any operand). An escape that is not a single character is an error in
+    every mode."""
+    operands = (value, pattern) if escape is NO_ESCAPE else (value, pattern, escape)
     for v in operands:
         if not is_unknown(v) and type_name(v) not in TEXT:
             return fail(mode, f"LIKE needs strings, not {type_name(v)}")
@@ -200,7 +213,7 @@ def like(value: Any, pattern: Any, escape: Any, mode: str) -> Any:
         return MISSING
     if any(is_null(v) for v in operands):
         return None
-    esc = None if escape is None else text_of(escape)
+    esc = None if escape is NO_ESCAPE else text_of(escape)
     if esc is not None and len(esc) != 1:
         raise PartiQLEvaluationError("a LIKE escape must be a single character")
     return _like_regex(text_of(pattern), esc).fullmatch(text_of(value)) is not None

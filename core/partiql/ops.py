@@ -22,6 +22,8 @@ from core.partiql import datetimes, functions, values
 from core.partiql.data import MISSING
 from core.partiql.runtime import Runtime, is_null
 
+NO_ESCAPE = values.NO_ESCAPE
+
 
 def _mode(rt: Runtime) -> str:
     return rt.context.mode
@@ -85,9 +87,9 @@ def extract(rt: Runtime, part: str, value: Any) -> Any:
     return functions.call("extract", [date_part(part), value], rt.context)
 
 
-def trim(rt: Runtime, value: Any, spec: str, chars: Any) -> Any:
-    args = [value, spec] if chars is None else [value, spec, chars]
-    return functions.call("trim", args, rt.context)
+def trim(rt: Runtime, value: Any, spec: str, *chars: Any) -> Any:
+    """TRIM(spec [chars] FROM value); `chars` given (even null) or not."""
+    return functions.call("trim", [value, spec, *chars], rt.context)
 
 
 def cast(rt: Runtime, value: Any, type_name: str, type_args: tuple[int, ...], kind: str) -> Any:
@@ -177,20 +179,22 @@ def set_op(rt: Runtime, op: str, all_: bool, outer: bool, left: Any, right: Any)
                 counts[k] -= 1
                 result.append(v)
         return result
+    if not all_:  # EXCEPT DISTINCT: the distinct left values the right does not hold
+        return [v for v in distinct_values(lv) if group_key(v) not in counts]
     for v in lv:
         k = group_key(v)
         if counts.get(k, 0) > 0:
             counts[k] -= 1
             continue
         result.append(v)
-    return result if all_ else distinct_values(result)
+    return result
 
 
 def _as_bag(rt: Runtime, value: Any, outer: bool) -> list[Any]:
+    """An operand as a bag: a collection as itself; anything else is a type error in error
+    mode and in coerce mode a bag of one (MISSING becoming null, as a bag holds no MISSING)."""
     if isinstance(value, list) and not is_null(value):
         return list(value)
-    if value is MISSING:
-        return []
-    if rt.strict and not outer:
+    if rt.strict:
         raise PartiQLEvaluationError("a set operation needs collections")
-    return [value]
+    return [None if value is MISSING else value]

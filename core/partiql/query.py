@@ -14,23 +14,23 @@ groups (bags are unordered anyway).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import replace
 from functools import cmp_to_key
 from typing import Any
 
 from core.errors import PartiQLEvaluationError, PartiQLSemanticError
 from core.partiql import ast, ops
-from core.partiql.data import MISSING, Bag, Lookup, Source
-from core.partiql.exprs import Compiler
+from core.partiql.data import MISSING, Bag
+from core.partiql.exprs import Compiler, same_expr, scalar_subquery
+from core.partiql.from_clause import FromCompiler, narrowings, scan_alias
 from core.partiql.runtime import (
+    AMBIGUOUS,
     Bindings,
     Fn,
     Runtime,
     Scope,
     as_int,
-    is_bag,
     is_null,
-    is_sequence,
     is_struct,
     is_text,
     is_true,
@@ -39,262 +39,14 @@ from core.partiql.runtime import (
     struct_items,
 )
 
-RowsFn = Callable[[Runtime, Bindings], Iterator[Bindings]]
 _ROWS = "\x00rows"  # the pre-group rows of a group, for aggregates
-
-
-@dataclass(frozen=True, slots=True)
-class Narrowing:
-    """A WHERE conjunct usable as a Lookup: the variable it constrains (a FROM alias, or a
-    BY variable with field None) and the closed expressions giving the values."""
-
-    var: str
-    case_sensitive: bool
-    field: str | None
-    values: tuple[ast.Expr, ...]
+_ROW = "\x00row"  # an output row of a set operation, for its ORDER BY
 
 
 def compile_query(node: ast.Select | ast.SetOp, scope: Scope) -> Fn:
     if isinstance(node, ast.SetOp):
         return _compile_setop(node, scope)
     return compile_select(node, scope)
-
-
-# ============================================================================ FROM
-
-
-def scan_alias(scan: ast.Scan | ast.UnpivotScan, position: int) -> str:
-    """The variable a FROM item binds: its alias, else a variable's or field's own name,
-    else `_<position>`."""
-    if scan.alias is not None:
-        return scan.alias
-    expr = scan.expr
-    if isinstance(scan, ast.Scan):
-        if isinstance(expr, ast.Var):
-            return expr.name
-        if isinstance(expr, ast.Path) and expr.steps and isinstance(expr.steps[-1], ast.Field):
-            return expr.steps[-1].name
-    return f"_{position}"
-
-
-class FromCompiler:
-    """Compiles a FROM tree; `variables` collects the names it binds, in order."""
-
-    def __init__(self, comp: Compiler, narrowings: list[Narrowing]) -> None:
-        self.comp = comp
-        self.narrowings = narrowings
-        self.variables: list[str] = []
-
-    def item(self, node: ast.FromItem, scope: Scope) -> tuple[RowsFn, Scope]:
-        if isinstance(node, ast.Join):
-            return self._join(node, scope)
-        if isinstance(node, ast.UnpivotScan):
-            return self._unpivot(node, scope)
-        return self._scan(node, scope)
-
-    def _names(self, *names: str | None) -> list[str]:
-        out = [n for n in names if n is not None]
-        self.variables.extend(out)
-        return out
-
-    def _scan(self, node: ast.Scan, scope: Scope) -> tuple[RowsFn, Scope]:
-        source = self.comp.expr(node.expr, scope)
-        alias = scan_alias(node, len(self.variables) + 1)
-        at, by = node.at, node.by
-        self._names(alias, at, by)
-        lookup = self._lookup(alias, by, scope)
-
-        def rows(rt: Runtime, b: Bindings) -> Iterator[Bindings]:
-            value = source(rt, b)
-            if isinstance(value, Source) and not isinstance(value, (list, dict)):
-                for doc_id, doc in value.scan(lookup(rt) if lookup is not None else None):
-                    row = {**b, alias: doc}
-                    if at is not None:
-                        row[at] = MISSING
-                    if by is not None:
-                        row[by] = doc_id
-                    yield row
-                return
-            if is_sequence(value):
-                if at is not None and is_bag(value) and rt.strict:
-                    raise PartiQLEvaluationError("AT over a bag")
-                ordered = not is_bag(value)
-                for pos, item in enumerate(value):
-                    row = {**b, alias: item}
-                    if at is not None:
-                        row[at] = pos if ordered else MISSING
-                    if by is not None:
-                        row[by] = MISSING
-                    yield row
-                return
-            if rt.strict:
-                raise PartiQLEvaluationError("FROM over a value that is not a collection")
-            row = {**b, alias: value}
-            if at is not None:
-                row[at] = MISSING
-            if by is not None:
-                row[by] = MISSING
-            yield row
-
-        return rows, scope.extend(n for n in (alias, at, by) if n is not None)
-
-    def _lookup(
-        self, alias: str, by: str | None, scope: Scope
-    ) -> Callable[[Runtime], Lookup | None] | None:
-        chosen: Narrowing | None = None
-        for nar in self.narrowings:
-            target = by if nar.field is None else alias
-            if target is None:
-                continue
-            same = nar.var == target or (
-                not nar.case_sensitive and nar.var.lower() == target.lower()
-            )
-            if same and (chosen is None or (nar.field is None and chosen.field is not None)):
-                chosen = nar
-        if chosen is None:
-            return None
-        empty = Scope()
-        fns = [Compiler().value(e, empty) for e in chosen.values]
-        field = chosen.field
-
-        def lookup(rt: Runtime) -> Lookup | None:
-            try:
-                return Lookup(field, tuple(fn(rt, {}) for fn in fns))
-            except PartiQLEvaluationError:
-                return None
-
-        return lookup
-
-    def _unpivot(self, node: ast.UnpivotScan, scope: Scope) -> tuple[RowsFn, Scope]:
-        source = self.comp.value(node.expr, scope)
-        alias = scan_alias(node, len(self.variables) + 1)
-        at = node.at
-        self._names(alias, at)
-
-        def rows(rt: Runtime, b: Bindings) -> Iterator[Bindings]:
-            value = source(rt, b)
-            if is_struct(value):
-                pairs = struct_items(value)
-            elif value is MISSING:
-                if rt.strict:
-                    raise PartiQLEvaluationError("UNPIVOT over MISSING")
-                pairs = []
-            else:
-                if rt.strict:
-                    raise PartiQLEvaluationError("UNPIVOT over a non-struct")
-                pairs = [("_1", value)]
-            for key, item in pairs:
-                if item is MISSING:
-                    continue
-                row = {**b, alias: item}
-                if at is not None:
-                    row[at] = key
-                yield row
-
-        return rows, scope.extend(n for n in (alias, at) if n is not None)
-
-    def _join(self, node: ast.Join, scope: Scope) -> tuple[RowsFn, Scope]:
-        before = len(self.variables)
-        left, left_scope = self.item(node.left, scope)
-        middle = len(self.variables)
-        right, joined = self.item(node.right, left_scope)
-        left_vars = self.variables[before:middle]
-        right_vars = self.variables[middle:]
-        on = self.comp.value(node.on, joined) if node.on is not None else None
-        kind = node.kind
-
-        def matches(rt: Runtime, row: Bindings) -> bool:
-            return on is None or is_true(on(rt, row))
-
-        def inner(rt: Runtime, b: Bindings) -> Iterator[Bindings]:
-            for lrow in left(rt, b):
-                for row in right(rt, lrow):
-                    if matches(rt, row):
-                        yield row
-
-        def left_outer(rt: Runtime, b: Bindings) -> Iterator[Bindings]:
-            for lrow in left(rt, b):
-                hit = False
-                for row in right(rt, lrow):
-                    if matches(rt, row):
-                        hit = True
-                        yield row
-                if not hit:
-                    yield {**lrow, **dict.fromkeys(right_vars)}
-
-        def outer(rt: Runtime, b: Bindings) -> Iterator[Bindings]:
-            lrows = list(left(rt, b))
-            rrows = list(right(rt, {**b, **dict.fromkeys(left_vars)}))
-            used = [False] * len(rrows)
-            for lrow in lrows:
-                hit = False
-                for i, rrow in enumerate(rrows):
-                    row = {**lrow, **{v: rrow[v] for v in right_vars}}
-                    if matches(rt, row):
-                        hit = used[i] = True
-                        yield row
-                if not hit and kind == "full":
-                    yield {**lrow, **dict.fromkeys(right_vars)}
-            for i, rrow in enumerate(rrows):
-                if not used[i]:
-                    yield {**rrow, **dict.fromkeys(left_vars)}
-
-        if kind == "inner":
-            return inner, joined
-        if kind == "left":
-            return left_outer, joined
-        return outer, joined
-
-
-def narrowings(where: ast.Expr | None) -> list[Narrowing]:
-    """The WHERE clause's top-level conjuncts usable as Lookups."""
-    out: list[Narrowing] = []
-    stack = [where] if where is not None else []
-    while stack:
-        node = stack.pop()
-        if isinstance(node, ast.Binary) and node.op == "and":
-            stack += [node.right, node.left]
-        elif isinstance(node, ast.Binary) and node.op == "=":
-            for target, other in ((node.left, node.right), (node.right, node.left)):
-                found = _target(target)
-                if found is not None and _closed(other):
-                    out.append(Narrowing(found[0], found[1], found[2], (other,)))
-                    break
-        elif isinstance(node, ast.In) and not node.negated:
-            found = _target(node.value)
-            coll = node.collection
-            if (
-                found is not None
-                and isinstance(coll, (ast.ListLit, ast.BagLit))
-                and all(_closed(e) for e in coll.items)
-            ):
-                out.append(Narrowing(found[0], found[1], found[2], coll.items))
-    return out
-
-
-def _target(node: ast.Expr) -> tuple[str, bool, str | None] | None:
-    if isinstance(node, ast.Var):
-        return node.name, node.case_sensitive, None
-    if (
-        isinstance(node, ast.Path)
-        and isinstance(node.root, ast.Var)
-        and len(node.steps) == 1
-        and isinstance(node.steps[0], ast.Field)
-    ):
-        return node.root.name, node.root.case_sensitive, node.steps[0].name
-    return None
-
-
-def _closed(node: ast.Expr) -> bool:
-    if isinstance(node, (ast.Lit, ast.Param)):
-        return True
-    if isinstance(node, ast.Unary) and node.op in ("-", "+"):
-        return _closed(node.operand)
-    if isinstance(node, ast.Binary) and node.op in ("+", "-", "*", "/", "%", "||"):
-        return _closed(node.left) and _closed(node.right)
-    if isinstance(node, ast.Cast):
-        return _closed(node.value)
-    return False
 
 
 # ============================================================================ SELECT
@@ -328,12 +80,15 @@ def _key_alias(item: ast.ProjectItem, position: int) -> str:
 def compile_select(sel: ast.Select, outer: Scope) -> Fn:
     comp = Compiler()
     if sel.from_ is not None:
-        fc = FromCompiler(comp, narrowings(sel.where))
+        fc = FromCompiler(comp, narrowings(sel.where), sel.where)
         from_rows, scope = fc.item(sel.from_, outer)
         from_vars = list(fc.variables)
+        aliases = list(fc.aliases)
+        at_names = frozenset(fc.at_names)
     else:
         from_rows = _one_row
-        scope, from_vars = outer, []
+        scope, from_vars, aliases = outer, [], []
+        at_names = frozenset()
     scope = scope.query(from_vars)
     lets: list[tuple[str, Fn]] = []
     for expr, name in sel.let:
@@ -357,15 +112,18 @@ def compile_select(sel: ast.Select, outer: Scope) -> Fn:
     post_scope = scope
     post = comp
     group_fn: Callable[[Runtime, Bindings, Iterator[Bindings]], list[Bindings]] | None = None
-    star_vars = from_vars
+    star_vars = aliases
     if grouped:
+        sel = replace(sel, group_by=_group_by_select_aliases(sel, scope))
         group_fn, post, post_scope = _compile_group(sel, scope, from_vars)
         star_vars = [n for n in post_scope.names[len(outer.names) :] if n != _ROWS]
     elif sel.having is not None:
         raise PartiQLSemanticError("HAVING without GROUP BY or aggregates")
     having = post.value(sel.having, post_scope) if sel.having is not None else None
     order = _compile_order(sel.order_by, sel.project, post, post_scope)
-    project = _compile_projection(sel.project, post, post_scope, star_vars)
+    project = _compile_projection(
+        sel.project, post, post_scope, star_vars, sel.group_by is not None, at_names
+    )
     limit = comp.value(sel.limit, outer) if sel.limit is not None else None
     offset = comp.value(sel.offset, outer) if sel.offset is not None else None
     distinct = sel.distinct
@@ -379,7 +137,8 @@ def compile_select(sel: ast.Select, outer: Scope) -> Fn:
         if order is not None:
             stream = order(rt, list(stream))
         if isinstance(project, _PivotFn):
-            return _pivot(rt, [project(rt, r) for r in stream])
+            pairs = _limit_offset(rt, b, [project(rt, r) for r in stream], limit, offset)
+            return _pivot(rt, pairs)
         out = [project(rt, r) for r in stream]
         if distinct:
             out = ops.distinct(out)
@@ -424,8 +183,15 @@ def _compile_group(
     keys: list[tuple[str, Fn, ast.Expr]] = []
     if group_by is not None:
         for i, item in enumerate(group_by.keys, 1):
-            keys.append((_key_alias(item, i), pre.value(item.expr, scope), item.expr))
+            keys.append((_group_alias(item, i), pre.value(item.expr, scope), item.expr))
     group_as = group_by.group_as if group_by is not None else None
+    forms = [(_normal_form(expr, scope), alias) for alias, _, expr in keys]
+
+    def group_key(node: ast.Expr) -> str | None:
+        """The key binding an expression after GROUP BY denotes (`T.a`, `t.A` and `a` all
+        denote the key `T.a` when T is the only FROM variable)."""
+        form = _normal_form(node, scope)
+        return next((alias for f, alias in forms if same_expr(f, form)), None)
 
     def aggregate(node: ast.Aggregate, agg_scope: Scope) -> Fn:
         arg = pre.value(node.arg, scope) if node.arg is not None else None
@@ -441,13 +207,14 @@ def _compile_group(
         return run
 
     post = Compiler(aggregate)
-    post.group_keys = tuple((expr, alias) for alias, _, expr in keys)
+    post.group_key = group_key
     names = [alias for alias, _, _ in keys]
     if group_as is not None:
         names.append(group_as)
-    post_scope = Scope(scope.names[: len(scope.names) - len(from_vars)], scope.from_vars[1:])
+    # after grouping the FROM variables are gone; the empty level keeps "inside a query"
+    post_scope = Scope(scope.names[: len(scope.names) - len(from_vars)], ((), *scope.from_vars[1:]))
     post_scope = post_scope.extend([*names, _ROWS])
-    whole_table = group_by is None
+    whole_table = group_by is None or not group_by.keys  # no GROUP BY, or GROUP ALL
 
     def group(rt: Runtime, b: Bindings, stream: Iterator[Bindings]) -> list[Bindings]:
         groups: dict[Any, Bindings] = {}
@@ -467,10 +234,71 @@ def _compile_group(
                 g[group_as].append(make_struct((v, row[v]) for v in from_vars if v in row))
         if whole_table and not groups:
             g = {**b, _ROWS: []}
+            if group_as is not None:
+                g[group_as] = Bag()
             groups[()] = g
         return list(groups.values())
 
     return group, post, post_scope
+
+
+def _group_alias(item: ast.ProjectItem, position: int) -> str:
+    """A GROUP BY key's name: its alias, else that of the expression a CAST converts, else
+    the select-list rule (`GROUP BY CAST(num AS INT)` binds num)."""
+    expr = item.expr
+    while item.alias is None and isinstance(expr, ast.Cast):
+        expr = expr.value
+    return _key_alias(ast.ProjectItem(expr, item.alias), position)
+
+
+def _normal_form(node: ast.Expr, scope: Scope) -> Any:
+    """What a variable or `.field` path denotes in `scope`: ("var", binding, field...) with
+    unquoted names folded to lower case and an unqualified name read as an attribute of
+    the only FROM variable; any other expression stands for itself."""
+    if isinstance(node, ast.Var):
+        key = scope.resolve(node.name, node.case_sensitive)
+        if key is not None and key != AMBIGUOUS:
+            return ("var", key)
+        level = scope.from_vars[0] if scope.from_vars else ()
+        if key is None and len(level) == 1:
+            return ("var", level[0], _folded(node.name, node.case_sensitive))
+        return ("expr", node)
+    if isinstance(node, ast.Path) and all(isinstance(s, ast.Field) for s in node.steps):
+        root = _normal_form(node.root, scope)
+        if root[0] == "var":
+            fields = tuple(_folded(s.name, s.case_sensitive) for s in node.steps)  # type: ignore[union-attr]
+            return (*root, *fields)
+    return ("expr", node)
+
+
+def _folded(name: str, case_sensitive: bool) -> str:
+    return name if case_sensitive else name.lower()
+
+
+def _group_by_select_aliases(sel: ast.Select, scope: Scope) -> ast.GroupBy | None:
+    """GROUP BY with a key that names a select-list alias (and no local variable) replaced
+    by that item's expression under the alias (`SELECT a || b AS ab ... GROUP BY ab`)."""
+    group_by = sel.group_by
+    if group_by is None or not isinstance(sel.project, ast.ProjectList):
+        return group_by
+    aliases = {
+        i.alias.lower(): i.expr
+        for i in sel.project.items
+        if isinstance(i, ast.ProjectItem) and i.alias is not None
+    }
+    keys = []
+    for key in group_by.keys:
+        expr = key.expr
+        if (
+            key.alias is None
+            and isinstance(expr, ast.Var)
+            and scope.resolve(expr.name, expr.case_sensitive) is None
+            and expr.name.lower() in aliases
+            and not _aggregates_in(aliases[expr.name.lower()])
+        ):
+            key = ast.ProjectItem(aliases[expr.name.lower()], expr.name)
+        keys.append(key)
+    return replace(group_by, keys=tuple(keys))
 
 
 def _compile_order(
@@ -492,7 +320,7 @@ def _compile_order(
             and expr.name.lower() in aliases
         ):
             expr = aliases[expr.name.lower()]
-        nulls_first = item.nulls_first if item.nulls_first is not None else not item.descending
+        nulls_first = item.nulls_first if item.nulls_first is not None else item.descending
         keys.append((comp.value(expr, scope), item.descending, nulls_first))
 
     def order(rt: Runtime, rows: list[Bindings]) -> list[Bindings]:
@@ -512,10 +340,15 @@ def _compile_order(
 
 
 def _compile_projection(
-    project: ast.Projection, comp: Compiler, scope: Scope, from_vars: list[str]
+    project: ast.Projection,
+    comp: Compiler,
+    scope: Scope,
+    from_vars: list[str],
+    grouped: bool = False,
+    at_names: frozenset[str] = frozenset(),
 ) -> Fn:
     if isinstance(project, ast.ProjectValue):
-        return comp.value(project.expr, scope)
+        return scalar_subquery(project.expr, comp.value(project.expr, scope))
     if isinstance(project, ast.Pivot):
         value = comp.value(project.value, scope)
         key = comp.value(project.key, scope)
@@ -525,23 +358,31 @@ def _compile_projection(
 
         def star(rt: Runtime, b: Bindings) -> Any:
             pairs: list[tuple[str, Any]] = []
-            for var in visible:
+            for position, var in enumerate(visible, 1):
                 if var not in b:
                     continue
                 value = b[var]
-                if is_struct(value):
+                if var in at_names:
+                    pairs.append((var, value))
+                elif is_struct(value):
                     pairs.extend(struct_items(value))
                 else:
-                    pairs.append((var, value))
+                    pairs.append((f"_{position}", value))
             return make_struct(pairs)
 
         return star
     parts: list[tuple[str | None, Fn]] = []
+    aggregates = 0
     for i, item in enumerate(project.items, 1):
         if isinstance(item, ast.ProjectAll):
             parts.append((None, comp.value(item.expr, scope)))
-        else:
-            parts.append((_key_alias(item, i), comp.value(item.expr, scope)))
+            continue
+        fn = scalar_subquery(item.expr, comp.value(item.expr, scope))
+        name = _key_alias(item, i)
+        if grouped and item.alias is None and isinstance(item.expr, ast.Aggregate):
+            aggregates += 1  # after GROUP BY, unnamed aggregates are _1, _2, ... in turn
+            name = f"_{aggregates}"
+        parts.append((name, fn))
 
     def select_list(rt: Runtime, b: Bindings) -> Any:
         pairs: list[tuple[str, Any]] = []
@@ -552,9 +393,7 @@ def _compile_projection(
             elif is_struct(value):
                 pairs.extend(struct_items(value))
             elif value is not MISSING and not is_null(value):
-                if rt.strict:
-                    raise PartiQLEvaluationError(".* over a non-struct")
-                pairs.append((f"_{len(pairs) + 1}", value))
+                pairs.append((f"_{len(pairs) + 1}", value))  # `x.*` of a non-struct x
             elif rt.strict and value is MISSING:
                 raise PartiQLEvaluationError(".* over MISSING")
         return make_struct(pairs)
@@ -593,8 +432,9 @@ def _compile_setop(node: ast.SetOp, scope: Scope) -> Fn:
     right = comp.value(node.right, scope)
     op, all_, outer = node.op, node.all, node.outer
     order = None
-    if node.order_by:
-        order = _compile_order(node.order_by, ast.ProjectStar(), comp, scope)
+    if node.order_by:  # its names are the output rows' fields
+        row_scope = Scope((*scope.names, _ROW), ((_ROW,), *scope.from_vars))
+        order = _compile_order(node.order_by, ast.ProjectStar(), comp, row_scope)
     limit = comp.value(node.limit, scope) if node.limit is not None else None
     offset = comp.value(node.offset, scope) if node.offset is not None else None
 
@@ -602,8 +442,8 @@ def _compile_setop(node: ast.SetOp, scope: Scope) -> Fn:
         lv, rv = left(rt, b), right(rt, b)
         out = ops.set_op(rt, op, all_, outer, lv, rv)
         if order is not None:
-            rows = order(rt, [{**b, "\x00v": v} for v in out])
-            out = [r["\x00v"] for r in rows]
+            rows = order(rt, [{**b, _ROW: v} for v in out])
+            out = [r[_ROW] for r in rows]
         out = _limit_offset(rt, b, list(out), limit, offset)
         return out if order is not None else Bag(out)
 

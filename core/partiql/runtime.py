@@ -33,7 +33,7 @@ UNBOUND: Any = _UNBOUND
 class Runtime:
     """The state of one evaluation: environment, parameters, context, strictness."""
 
-    __slots__ = ("_fold", "context", "env", "params", "strict")
+    __slots__ = ("_fold", "cache", "context", "env", "params", "strict")
 
     def __init__(self, env: Mapping[str, Any], params: Sequence[Any], context: Context) -> None:
         self.env = env
@@ -41,6 +41,8 @@ class Runtime:
         self.context = context
         self.strict = context.mode == "error"
         self._fold: dict[str, list[str]] | None = None
+        # derived data of this evaluation only (the FROM clause's hash-join indexes)
+        self.cache: dict[Any, Any] = {}
 
     def global_raw(self, name: str, case_sensitive: bool) -> Any:
         """The environment's value for `name` (a Source stays a Source), or UNBOUND."""
@@ -95,6 +97,11 @@ class Scope:
         if len(found) > 1:
             return _AMBIGUOUS
         return found.pop() if found else None
+
+    def folds_onto(self, key: str) -> bool:
+        """Whether another local name equals `key` up to case."""
+        low = key.lower()
+        return any(n != key and n.lower() == low for n in self.names)
 
 
 _AMBIGUOUS = "\x00ambiguous"

@@ -50,6 +50,7 @@ from core.partiql.datetimes import Date, Time, instant, time_instant
 
 __all__ = [
     "DECIMAL_CONTEXT",
+    "NO_ESCAPE",
     "DIVISION_CONTEXT",
     "arithmetic",
     "between",
@@ -628,6 +629,7 @@ def is_type(value: Any, type_name_: str, type_args: tuple[int, ...] = ()) -> boo
 # here); imported last because they use the helpers above.
 from core.partiql.casts import can_cast, can_lossless_cast, cast  # noqa: E402
 from core.partiql.operators import (  # noqa: E402
+    NO_ESCAPE,
     arithmetic,
     between,
     concat,

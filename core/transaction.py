@@ -530,6 +530,12 @@ class Transaction:
                 found[doc_id] = None if pending.data is None else codec.unpack(pending.packed)
         return [(doc_id, data) for doc_id, data in found.items() if data is not None]
 
+    def narrow_lookup(self, table: TableDef, field: str) -> bool:
+        """Whether select_documents(table, field, values) reads through an index (narrowly)
+        rather than the whole table."""
+        committed = self._view.catalog.tables.get(table.table_id)
+        return committed is not None and committed.index_on(field) is not None
+
     def committed_documents(self, table: TableDef) -> list[tuple[str, DocState]]:
         """The table's committed live documents (a table read; own writes not included)."""
         self._check_open()

@@ -72,6 +72,7 @@ class Exclusion:
     name: str
     reason: str
     patterns: tuple[str, ...]
+    summary: str = ""
     hits: int = 0
 
 
@@ -210,7 +211,12 @@ def load_scope(path: Path = SCOPE_FILE) -> list[Exclusion]:
     with path.open("rb") as fp:
         data = tomllib.load(fp)
     return [
-        Exclusion(str(e["name"]), str(e["reason"]), tuple(str(p) for p in e["patterns"]))
+        Exclusion(
+            str(e["name"]),
+            str(e["reason"]),
+            tuple(str(p) for p in e["patterns"]),
+            str(e.get("summary", "")),
+        )
         for e in data.get("exclude", [])
     ]
 
@@ -377,6 +383,18 @@ def report(outcomes: Sequence[Outcome], verbose: bool) -> None:
             folder, str(t.passed + t.failed), str(t.passed), str(t.failed), str(t.excluded)
         )
     console.print(folders)
+    left_out: dict[str, int] = {}
+    for o in outcomes:
+        if o.excluded is not None:
+            left_out[o.excluded] = left_out.get(o.excluded, 0) + 1
+    if left_out:
+        reasons = {e.name: e.summary for e in load_scope()}
+        scope = Table(title=f"Left out of scope ({SCOPE_FILE.name} gives the reasons)")
+        for col in ("category", "cases", "what"):
+            scope.add_column(col)
+        for name, count in sorted(left_out.items(), key=lambda kv: -kv[1]):
+            scope.add_row(name, str(count), reasons.get(name, ""))
+        console.print(scope)
     if verbose:
         for t in per_folder.values():
             for line in t.failures:

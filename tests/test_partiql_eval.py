@@ -29,6 +29,9 @@ class FakeTable:
     def name(self) -> str:
         return self._name
 
+    def narrow(self, field: str | None) -> bool:
+        return True  # it filters by the hint itself
+
     def scan(self, lookup: Lookup | None) -> Iterable[tuple[str | None, Any]]:
         self.lookups.append(lookup)
         for doc_id, doc in self.rows.items():

@@ -101,3 +101,8 @@ class Source(Protocol):
         """(document id or None, value) for every row (or at least every row the hint
         selects)."""
         ...
+
+    def narrow(self, field: str | None) -> bool:
+        """Whether a Lookup on `field` (None: the document id) reads only the rows it
+        selects; if not, the evaluator reads the table once and does the matching itself."""
+        ...

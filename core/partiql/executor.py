@@ -459,6 +459,9 @@ class _TableSource:
             return self._tx.select_documents(self.table, None, ids)
         return self._tx.select_documents(self.table, lookup.field, list(lookup.values))
 
+    def narrow(self, field: str | None) -> bool:
+        return field is None or self._tx.narrow_lookup(self.table, field)
+
 
 class _CommittedSource:
     """`_ql_committed_<table>`: {blockAddress, hash, data, metadata} of each committed
@@ -472,6 +475,9 @@ class _CommittedSource:
     @property
     def name(self) -> str:
         return self._name
+
+    def narrow(self, field: str | None) -> bool:
+        return False  # every scan reads the committed table
 
     def scan(self, lookup: Lookup | None) -> Iterable[tuple[str | None, Any]]:
         blocks: dict[int, Any] = {}

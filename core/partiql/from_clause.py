@@ -18,8 +18,12 @@ Narrowing. The WHERE clause's top-level conjuncts of the form `alias.f = e`, `al
   absent or not hashable are always visited, so every row the conjunct could accept is
   still produced.
 
-Either way the full WHERE is applied to every row afterwards: narrowing only ever skips
-rows for which the conjunct cannot be true.
+Conjuncts that are simple predicates over variables bound so far are also applied by the
+scan itself (predicate pushdown), except on the padded side of an outer join. Either way
+the full WHERE is applied to every row afterwards: narrowing only ever skips rows for which
+a conjunct is not true. In coerce mode that is exactly the nested loop's result; in error
+mode a pushed-down conjunct that raises keeps its row (the WHERE raises when it sees it),
+so an error can be skipped only where SQL allows it, for a row another conjunct rejects.
 
 Invariants: a Source is scanned once per evaluation of its FROM item (per outer row when
 correlated); indexes live in the Runtime of one evaluation only; bag order carries no
@@ -117,21 +121,28 @@ class FromCompiler:
         self.aliases.append(alias)
         found = self._lookup(alias, by, scope)
         lookup, chosen = found if found is not None else (None, None)
+        source_refs = _refs(node.expr)
+        uncorrelated = source_refs is not None and not any(
+            _local(scope, n, cs) for n, cs in source_refs
+        )
         probe: _Probe | None = None
         if (
             lookup is not None
             and chosen is not None
             and chosen.refs
             and chosen.field is not None
-            and _refs(node.expr) is not None
-            and not any(_local(scope, n, cs) for n, cs in _refs(node.expr) or ())
+            and uncorrelated
         ):  # a correlated equality over an uncorrelated collection: hash join
             probe = _Probe(chosen.field, chosen.field_case_sensitive, lookup)
+        field = chosen.field if chosen is not None else None
         out_scope = scope.extend(n for n in (alias, at, by) if n is not None)
         early = self._early_filters(alias, out_scope)
 
         def keep(rt: Runtime, row: Bindings) -> bool:
-            return all(is_true(f(rt, row)) for f in early)
+            try:
+                return all(is_true(f(rt, row)) for f in early)
+            except PartiQLEvaluationError:
+                return True  # error mode: the WHERE clause raises if the row reaches it
 
         def rows(rt: Runtime, b: Bindings) -> Iterator[Bindings]:
             for row in scan(rt, b):
@@ -141,13 +152,15 @@ class FromCompiler:
         def scan(rt: Runtime, b: Bindings) -> Iterator[Bindings]:
             value = source(rt, b)
             if isinstance(value, Source) and not isinstance(value, (list, dict)):
-                for doc_id, doc in value.scan(lookup(rt, b) if lookup is not None else None):
-                    row = {**b, alias: doc}
-                    if at is not None:
-                        row[at] = MISSING
-                    if by is not None:
-                        row[by] = doc_id
-                    yield row
+                if lookup is not None and (not uncorrelated or value.narrow(field)):
+                    for doc_id, doc in value.scan(lookup(rt, b)):
+                        yield bind(b, doc, MISSING, doc_id)
+                    return
+                # the whole table: read once per evaluation, hash-joined if correlated
+                ids, docs = _table_rows(rt, value) if uncorrelated else _rows_of(value)
+                positions = probe.positions(rt, b, docs) if probe is not None else None
+                for pos in range(len(docs)) if positions is None else positions:
+                    yield bind(b, docs[pos], MISSING, ids[pos])
                 return
             if is_sequence(value):
                 if at is not None and is_bag(value) and rt.strict:
@@ -156,21 +169,19 @@ class FromCompiler:
                 items = list(value)
                 positions = probe.positions(rt, b, value) if probe is not None else None
                 for pos in range(len(items)) if positions is None else positions:
-                    row = {**b, alias: items[pos]}
-                    if at is not None:
-                        row[at] = pos if ordered else MISSING
-                    if by is not None:
-                        row[by] = MISSING
-                    yield row
+                    yield bind(b, items[pos], pos if ordered else MISSING, MISSING)
                 return
             if rt.strict:
                 raise PartiQLEvaluationError("FROM over a value that is not a collection")
-            row = {**b, alias: value}
+            yield bind(b, value, MISSING, MISSING)
+
+        def bind(b: Bindings, item: Any, position: Any, doc_id: Any) -> Bindings:
+            row = {**b, alias: item}
             if at is not None:
-                row[at] = MISSING
+                row[at] = position
             if by is not None:
-                row[by] = MISSING
-            yield row
+                row[by] = doc_id
+            return row
 
         return rows, out_scope
 
@@ -432,6 +443,24 @@ def _local(scope: Scope, name: str, case_sensitive: bool) -> bool:
 
 
 # ============================================================================ hash join
+
+
+def _rows_of(source: Source) -> tuple[list[Any], list[Any]]:
+    """(document ids, documents) of a whole table."""
+    pairs = list(source.scan(None))
+    return [d for d, _ in pairs], [doc for _, doc in pairs]
+
+
+def _table_rows(rt: Runtime, source: Source) -> tuple[list[Any], list[Any]]:
+    """A table's rows read once per evaluation (the read set is the same each time: the
+    whole table), so a join does not scan it again for every row of the other side."""
+    key = ("table", source.name)
+    hit = rt.cache.get(key)
+    if hit is None:
+        hit = rt.cache[key] = _rows_of(source)
+    rows: tuple[list[Any], list[Any]] = hit
+    return rows
+
 
 _NO_KEY: Any = object()
 

@@ -10,7 +10,8 @@ transaction is equivalent to running alone at its commit point (serializable).
 
 Invariants: a transaction sees its own writes; nothing it does is visible to others or
 durable before commit; an error raised by any method leaves the transaction as it was;
-QLDB's limits are checked as early as possible (40 written documents, 128 KB per document).
+QLDB's limits are checked as early as possible (40 written documents, 128 KB per document,
+4 MB of documents per transaction).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from core.journal import StatementRecord, statement_digest
 
 MAX_DOCUMENTS_PER_TRANSACTION = 40
 MAX_DOCUMENT_BYTES = 128 * 1024
+MAX_TRANSACTION_BYTES = 4 * 1024 * 1024  # the documents a transaction writes, Ion binary
 _EXACT_SIZE_THRESHOLD_BYTES = 32 * 1024
 
 ReadItem = tuple[object, ...]
@@ -214,6 +216,7 @@ class Transaction:
         self._new_id = new_id
         self.reads: dict[ReadItem, int] = {}
         self.writes: dict[tuple[str, str], PendingWrite] = {}
+        self._ion_sizes: dict[tuple[str, str], tuple[bytes, int]] = {}
         self.tables: dict[str, TableDef] = {}  # DDL: new table definitions by table id
         self.statements: list[StatementRecord] = []
         # EXEC redact_revision: (request document id, request, statement index)
@@ -333,6 +336,7 @@ class Transaction:
                 f"a transaction writes at most {MAX_DOCUMENTS_PER_TRANSACTION} documents"
             )
         data, data_hash, packed = (None, b"", b"") if prepared is None else prepared
+        self._check_transaction_size(key, data, packed)
         statement = self._statement(text, *parameter_hashes)
         previous = self.writes.get(key)
         indexes = [] if previous is None else previous.statement_indexes
@@ -340,11 +344,42 @@ class Transaction:
             indexes = [*indexes, statement]
         self.writes[key] = PendingWrite(table, data, data_hash, packed, indexes)
 
+    def _check_transaction_size(
+        self, key: tuple[str, str], data: dict[str, Any] | None, packed: bytes
+    ) -> None:
+        """QLDB's 4 MB per transaction, over the documents it writes. The msgpack size
+        stands in for the Ion binary size until the total nears the limit; then the Ion
+        binary sizes are measured exactly."""
+        others = [(k, w) for k, w in self.writes.items() if k != key and w.data is not None]
+        total = len(packed) + sum(len(w.packed) for _, w in others)
+        if total <= MAX_TRANSACTION_BYTES // 2:
+            return
+        total = sum(self._ion_size(k, w.packed, w.data) for k, w in others)
+        if data is not None:
+            total += self._ion_size(key, packed, data)
+        if total > MAX_TRANSACTION_BYTES:
+            raise LimitExceededError(
+                f"a transaction writes at most {MAX_TRANSACTION_BYTES} bytes of documents "
+                f"(Ion binary); this write makes it {total}"
+            )
+
+    def _ion_size(self, key: tuple[str, str], packed: bytes, data: Any) -> int:
+        """The Ion binary size of a pending document (measured once per version)."""
+        hit = self._ion_sizes.get(key)
+        if hit is None or hit[0] is not packed:
+            hit = self._ion_sizes[key] = (packed, len(simpleion.dumps(data, binary=True)))
+        return hit[1]
+
     # ----------------------------------------------------------------- DDL
     def create_table(self, name: str) -> str:
         """Create a table; returns its id."""
         self._check_open()
         check_name("table", name)
+        if name.lower() == "information_schema" or name.lower().startswith("_ql_"):
+            raise InvalidArgumentError(
+                f"invalid table name {name!r}: information_schema and names beginning with "
+                "_ql_ are the ledger's own (its system views and _ql_committed_ views)"
+            )
         self._read("n", name)
         self._read("c")
         catalog = self._view.catalog

@@ -163,6 +163,12 @@ def test_limits(memory_ledger: Ledger, clock: FakeClock) -> None:
     with pytest.raises(LimitExceededError, match="131072"):
         ledger.execute_lambda(lambda tx: tx.insert("T", {"blob": b"x" * (128 * 1024)}))
     ledger.execute_lambda(lambda tx: tx.insert("T", {"blob": b"x" * (127 * 1024)}))
+    big = {"blob": b"x" * (125 * 1024)}  # 4 MB per transaction: 32 of these fit, 33 do not
+    before = ledger.get_digest()
+    with pytest.raises(LimitExceededError, match="4194304"):
+        ledger.execute_lambda(lambda tx: [tx.insert("T", big) for _ in range(33)])
+    assert ledger.get_digest() == before
+    ledger.execute_lambda(lambda tx: [tx.insert("T", big) for _ in range(32)])
     for field in "abcde":
         ledger.execute_lambda(lambda tx, f=field: tx.create_index("T", f))
     with pytest.raises(LimitExceededError, match="5 indexes"):

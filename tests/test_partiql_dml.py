@@ -20,6 +20,7 @@ from core.errors import (
     LimitExceededError,
     OccConflictError,
     PartiQLEvaluationError,
+    PartiQLSemanticError,
     TableNotFoundError,
 )
 from core.ids import timestamp_from_ms
@@ -420,3 +421,28 @@ def test_redaction_of_a_deleted_documents_revision_survives_a_reopen(tmp_path: A
         assert revision["hash"] == first["hash"]
         assert "data" not in revision
         assert ledger.verify_journal().ok
+
+
+def test_update_remove_of_the_whole_document_deletes_it(ledger: Ledger) -> None:
+    ledger.execute_lambda(lambda tx: tx.execute_statement("CREATE TABLE VR"))
+    ledger.execute_lambda(
+        lambda tx: tx.execute_statement(
+            "INSERT INTO VR << {'VIN': 'V1'}, {'VIN': 'V2'}, {'VIN': 'V3'} >>"
+        )
+    )
+    for statement in (
+        "UPDATE VR AS r REMOVE r WHERE r.VIN = 'V1'",
+        "FROM VR AS r WHERE r.VIN = 'V2' REMOVE r",
+    ):
+        [row] = ledger.execute_lambda(lambda tx, s=statement: list(tx.execute_statement(s)))
+        assert set(row) == {"documentId"}
+    left = ledger.execute_lambda(
+        lambda tx: list(tx.execute_statement("SELECT VALUE r.VIN FROM VR AS r"))
+    )
+    assert left == ["V3"]
+    with pytest.raises(PartiQLSemanticError):
+        ledger.execute_lambda(
+            lambda tx: tx.execute_statement(
+                "UPDATE VR AS r SET r.x = 1 REMOVE r WHERE r.VIN = 'V3'"
+            )
+        )

@@ -161,3 +161,61 @@ def test_a_join_probing_an_index_reads_only_the_probed_keys(ledger: Ledger, inde
     # without it Owner was read whole (once, hash-joined), so any new owner conflicts
     assert conflicts("G7") is not indexed
     assert conflicts("G1")  # a new owner of V1's key: the join's answer changed
+
+
+def _rows(ledger: Ledger, text: str, *params: Any) -> list[Any]:
+    return ledger.execute_lambda(lambda tx: list(tx.execute_statement(text, *params)))
+
+
+def test_an_indexed_lookup_of_missing_or_null_selects_nothing(ledger: Ledger) -> None:
+    _load(ledger, indexed=True)
+    _rows(ledger, "INSERT INTO Car ?", {"VIN": "V5"})  # no Owner: c.Owner is MISSING
+    joined = _rows(ledger, "SELECT c.VIN FROM Car AS c, Owner AS o WHERE c.Owner = o.GovId")
+    assert sorted(r["VIN"] for r in joined) == ["V1", "V2", "V2"]
+    assert _rows(ledger, "SELECT * FROM Owner AS o WHERE o.GovId = MISSING") == []
+    assert _rows(ledger, "SELECT * FROM Owner AS o WHERE o.GovId = ?", None) == []
+    names = _rows(ledger, "SELECT VALUE o.Name FROM Owner AS o WHERE o.GovId IN (?, NULL)", "G1")
+    assert names == ["Ann"]
+    assert _rows(ledger, "DELETE FROM Owner AS o WHERE o.GovId = MISSING") == []
+
+
+def test_a_right_join_with_a_where_over_both_sides(ledger: Ledger) -> None:
+    _load(ledger, indexed=True)
+    query = (
+        "SELECT c.VIN, o.Name FROM Car AS c RIGHT JOIN Owner AS o ON c.Owner = o.GovId "
+        "WHERE o.GovId = c.Owner"
+    )
+    found = sorted((r["VIN"], r["Name"]) for r in _rows(ledger, query))
+    assert found == [("V1", "Ann"), ("V2", "Bea"), ("V2", "Bo")]
+
+
+def test_a_subquery_variable_shadows_the_outer_one(ledger: Ledger) -> None:
+    _load(ledger, indexed=True)
+    query = (
+        "SELECT o.Name, (SELECT VALUE c.VIN FROM Car AS c, Owner AS o WHERE c.Owner = o.GovId) "
+        "AS vins FROM Owner AS o WHERE o.Name = 'Ann'"
+    )
+    [row] = _rows(ledger, query)
+    assert sorted(row["vins"]) == ["V1", "V2", "V2"]  # the inner o, not Ann
+
+
+def test_an_unqualified_indexed_predicate_reads_narrowly(ledger: Ledger) -> None:
+    _load(ledger, indexed=True)
+    for query in (
+        "SELECT * FROM Owner WHERE GovId = 'G1'",
+        "SELECT * FROM Owner WHERE GovId IN ('G1')",
+    ):
+        reader = ledger.engine.begin(0, lambda: 0)
+        assert [r["Name"] for r in reader.execute_statement(query)] == ["Ann"]
+        _rows(ledger, "INSERT INTO Owner ?", {"GovId": "G8", "Name": "Flo"})  # elsewhere
+        [outcome] = ledger.engine.commit([reader], 1)
+        assert not isinstance(outcome, OccConflictError), query
+
+
+def test_a_from_variable_named_like_a_table_stays_the_variable(ledger: Ledger) -> None:
+    _rows(ledger, "CREATE TABLE Person")
+    _rows(
+        ledger, "INSERT INTO Person ?", {"Name": "Ann", "Addresses": [{"City": "A"}, {"City": "B"}]}
+    )
+    query = "SELECT person.Name, a.City FROM Person AS person, person.Addresses AS a"
+    assert sorted(r["City"] for r in _rows(ledger, query)) == ["A", "B"]

@@ -197,3 +197,36 @@ def test_typed_errors(ledger: Ledger) -> None:
         with pytest.raises(error):
             ledger.execute_lambda(lambda tx, t=text, p=params: tx.execute_statement(t, *p))
     assert _tip(ledger) == tip
+
+
+def test_values_python_cannot_convert_are_typed_errors_or_missing(ledger: Ledger) -> None:
+    from decimal import Decimal
+
+    ledger.execute_lambda(lambda tx: tx.execute_statement("CREATE TABLE T"))
+    ledger.execute_lambda(lambda tx: tx.execute_statement("INSERT INTO T ?", {"a": 1}))
+
+    def rows(text: str, *params: Any) -> list[Any]:
+        return ledger.execute_lambda(lambda tx: list(tx.execute_statement(text, *params)))
+
+    before = ledger.get_digest()
+    for text, params in [
+        ("SELECT CAST(? AS STRING) AS x FROM T", (10**5000,)),
+        ("SELECT CAST(? AS INT) AS x FROM T", ("1" * 5000,)),
+        ("SELECT CAST(? AS INT) AS x FROM T", (Decimal("1E+5000"),)),
+        ("SELECT CAST(? AS FLOAT) AS x FROM T", (10**5000,)),
+        ("SELECT DATE_ADD(second, 1, `2020-01-01T00:00:00.123456789Z`) AS x FROM T", ()),
+        ("SELECT TO_TIMESTAMP('2020-01-01T00:00:00.1234567890123Z') AS x FROM T", ()),
+    ]:
+        assert rows(text, *params) == [{}], text  # coerce mode: MISSING, the field is left out
+    with pytest.raises(PartiQLSyntaxError, match="4300 digits"):
+        rows("SELECT " + "1" * 5000 + " FROM T")
+    for text in ("SELECT * FROM history() AS h", "SELECT * FROM history(T, `2020T`, `2030T`, 1)"):
+        with pytest.raises(PartiQLSemanticError, match="history takes 1 to 3"):
+            rows(text)
+    assert ledger.get_digest() == before
+
+
+@pytest.mark.parametrize("name", ["information_schema", "_ql_committed_Car", "_QL_x"])
+def test_the_ledgers_own_names_are_not_table_names(ledger: Ledger, name: str) -> None:
+    with pytest.raises(InvalidArgumentError, match="the ledger's own"):
+        ledger.execute_lambda(lambda tx: tx.execute_statement(f'CREATE TABLE "{name}"'))

@@ -9,6 +9,7 @@ laws the evaluator relies on over random Ion values (tests/ion_strategies.py).
 from __future__ import annotations
 
 import functools
+import re
 from decimal import Decimal
 from typing import Any
 
@@ -517,3 +518,21 @@ def test_int_arithmetic_matches_python(a: int, b: int) -> None:
         q = V.arithmetic("/", a, b, E)
         assert q == int(Decimal(a) / Decimal(b))
         assert V.arithmetic("%", a, b, E) == a - b * q
+
+
+def _like_by_regex(text: str, pattern: str) -> bool:
+    """The reference: LIKE as a regular expression (exponential on some patterns)."""
+    regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, text, re.DOTALL) is not None
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text("ab", max_size=8), st.text("ab%_", max_size=8))
+def test_like_matches_the_regular_expression_reference(text: str, pattern: str) -> None:
+    assert V.like(text, pattern, V.NO_ESCAPE, E) is _like_by_regex(text, pattern)
+
+
+def test_like_takes_polynomial_time_on_backtracking_patterns() -> None:
+    # a regex takes seconds at n=10 and longer than a transaction may live at n=12
+    assert V.like("a" * 2000, "%a" * 200 + "b", V.NO_ESCAPE, E) is False
+    assert V.like("a" * 2000 + "b", "%a" * 200 + "b", V.NO_ESCAPE, E) is True

@@ -235,6 +235,15 @@ def _to_time(v: Any, t: str) -> dt.Time:
 
 
 def _convert(v: Any, target: str, args: tuple[int, ...]) -> Any:
+    """`v` converted to `target`, or _CastError (also for a number too large to convert:
+    Python refuses int <-> text beyond 4,300 digits and float beyond about 1e308)."""
+    try:
+        return _convert_unchecked(v, target, args)
+    except (ValueError, OverflowError, ArithmeticError) as exc:
+        raise _CastError(f"cannot cast {pv.type_name(v)} to {target}: {exc}") from exc
+
+
+def _convert_unchecked(v: Any, target: str, args: tuple[int, ...]) -> Any:
     t = pv.type_name(v)
     if target == "bool":
         if t == "bool":

@@ -1,7 +1,7 @@
 """Static checks of a parsed PartiQL statement: what can be refused before anything is read.
 
 `check_statement(statement, parameter_count, extra_functions=, globals_=)` raises
-PartiQLSemanticError for:
+PartiQLSemanticError for (extra functions: names, or names with (min, max) argument counts):
 
 - an unknown function, or a wrong number of arguments to one (`functions.check_call`);
 - an aggregate where none is allowed (outside a SELECT list, HAVING or ORDER BY), and
@@ -23,7 +23,7 @@ at run time with PartiQLEvaluationError, never with PartiQLSemanticError from th
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -52,14 +52,18 @@ def check_statement(
     statement: ast.Statement,
     parameter_count: int,
     *,
-    extra_functions: Iterable[str] = (),
+    extra_functions: Iterable[str] | Mapping[str, tuple[int, int | None]] = (),
     globals_: Collection[str] | None = None,
     strict: bool = True,
 ) -> None:
     """Raise PartiQLSemanticError if the statement breaks a rule of the module docstring.
     `strict` False (coerce mode) leaves constant argument types and undefined variables to
     run time, where coerce mode makes them MISSING."""
-    checker = _Checker(frozenset(extra_functions), globals_ if strict else None, strict)
+    if isinstance(extra_functions, Mapping):
+        extra = {str(k): v for k, v in extra_functions.items()}
+    else:
+        extra = {str(name): (0, None) for name in extra_functions}
+    checker = _Checker(extra, globals_ if strict else None, strict)
     checker.walk(statement, _Ctx())
     if checker.params != parameter_count:
         raise PartiQLSemanticError(
@@ -69,7 +73,10 @@ def check_statement(
 
 class _Checker:
     def __init__(
-        self, extra: frozenset[str], globals_: Collection[str] | None, strict: bool
+        self,
+        extra: dict[str, tuple[int, int | None]],
+        globals_: Collection[str] | None,
+        strict: bool,
     ) -> None:
         self.extra = extra
         self.strict = strict
@@ -196,6 +203,11 @@ class _Checker:
 
     def _call(self, node: ast.Call) -> None:
         if node.name in self.extra:
+            lo, hi = self.extra[node.name]
+            if not lo <= len(node.args) <= (hi if hi is not None else len(node.args)):
+                raise PartiQLSemanticError(
+                    f"{node.name} takes {lo} to {hi} arguments, not {len(node.args)}"
+                )
             return
         quantified = bool(node.args) and _is_quantifier(node.args[0])
         functions.check_call(node.name, len(node.args), quantified)

@@ -53,7 +53,7 @@ def evaluate(
     check_statement(
         stmt,
         len(parameters),
-        extra_functions=ctx.functions,
+        extra_functions=list(ctx.functions),
         globals_=list(env),
         strict=ctx.mode == "error",
     )

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from core.transaction import Transaction
 
 MAX_STATEMENT_CHARS = 100_000
+_EXTRA_FUNCTIONS = {"history": (1, 3)}  # the ledger's functions: name -> argument counts
 COMMITTED_PREFIX = "_ql_committed_"
 
 
@@ -71,7 +72,7 @@ def execute(tx: Transaction, statement: str, parameters: Sequence[Any]) -> Curso
         raise LimitExceededError(f"a statement has at most {MAX_STATEMENT_CHARS} characters")
     tree = parse(statement)
     values = [_parameter(i, p) for i, p in enumerate(parameters)]
-    check_statement(tree, len(values), extra_functions=("history",))
+    check_statement(tree, len(values), extra_functions=_EXTRA_FUNCTIONS)
     with tx.statement(statement, [ion_hash(v) for v in values]):
         env = _Environment(tx)
         context = Context(
@@ -167,10 +168,12 @@ def _change(
         raise PartiQLSemanticError("UPDATE, DELETE and FROM ... name a table, not an expression")
     table = env.table(ast.TableName(source.expr.name, source.expr.case_sensitive))
     alias = source.alias or source.expr.name
+    # `UPDATE t AS r REMOVE r` / `FROM t AS r REMOVE r` is a DELETE, as in QLDB
+    deletes = isinstance(tree, ast.Update) and _removes_document(tree, alias)
     changed = []
     for doc_id, bindings in scan_matches(source, tree.where, env, params, context):
         assert doc_id is not None
-        if isinstance(tree, ast.Delete):
+        if deletes or isinstance(tree, ast.Delete):
             tx.delete(table.name, doc_id)
         else:
             doc = codec.unpack(codec.pack(_storable(bindings[alias])))
@@ -179,6 +182,23 @@ def _change(
             tx.update(table.name, doc_id, doc)
         changed.append({"documentId": doc_id})
     return changed
+
+
+def _removes_document(tree: ast.Update, alias: str) -> bool:
+    """Whether an UPDATE / FROM statement REMOVEs the document itself (`REMOVE r`); only
+    alone, since nothing else can then be done to the document."""
+    whole = [
+        op
+        for op in tree.ops
+        if isinstance(op, ast.Remove)
+        and isinstance(op.target, ast.Var)
+        and _steps(op.target, alias) == ()
+    ]
+    if whole and len(tree.ops) > 1:
+        raise PartiQLSemanticError(
+            "REMOVE of the whole document cannot be combined with other changes"
+        )
+    return bool(whole)
 
 
 def _steps(target: ast.Path | ast.Var, alias: str) -> tuple[ast.PathStep, ...]:

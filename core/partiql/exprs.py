@@ -148,13 +148,15 @@ class Compiler:
         if scope.resolve(root.name, root.case_sensitive) is None:
             return self.expr(node, scope)
         local = self.expr(node, scope)
-        name, cs = root.name, root.case_sensitive
+        name = root.name
         rest = None
         if isinstance(node, ast.Path):
             rest = self.expr(ast.Path(_GLOBAL, node.steps), scope.extend([_GLOBAL_KEY]))
 
         def run(rt: Runtime, b: Bindings) -> Any:
-            value = rt.global_raw(name, cs)
+            # only a global of exactly this spelling wins over the local variable, so
+            # `FROM Person AS person, person.Addresses` keeps reading the FROM variable
+            value = rt.global_raw(name, True)
             if value is UNBOUND:
                 return local(rt, b)
             if rest is None:

@@ -33,7 +33,7 @@ meaning, list positions (AT) are kept.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from core.errors import PartiQLEvaluationError
@@ -97,11 +97,15 @@ class FromCompiler:
         self.narrowings = narrowings
         self.filters = _pushable(where)
         self._nullable = 0  # > 0 while compiling the side of an outer join that pads
+        self._declared: list[str] | None = None  # every name this FROM clause binds
+        self._hidden: set[str] = set()  # placeholders (a RIGHT/FULL join's left variables)
         self.variables: list[str] = []
         self.aliases: list[str] = []
         self.at_names: set[str] = set()
 
     def item(self, node: ast.FromItem, scope: Scope) -> tuple[RowsFn, Scope]:
+        if self._declared is None:
+            self._declared = _declared_names(node)
         if isinstance(node, ast.Join):
             return self._join(node, scope)
         if isinstance(node, ast.UnpivotScan):
@@ -195,7 +199,7 @@ class FromCompiler:
         out: list[Fn] = []
         for expr, refs in self.filters:
             keys = {scope.resolve(n, cs) for n, cs in refs}
-            if alias in keys and None not in keys and AMBIGUOUS not in keys:
+            if alias in keys and all(self._usable(scope, n, cs) for n, cs in refs):
                 out.append(self.comp.value(expr, scope))
         return out
 
@@ -206,11 +210,12 @@ class FromCompiler:
         field lookup, a closed one before a correlated one (whose variables must all be
         bound before the scan)."""
         best: tuple[int, Narrowing] | None = None
-        for nar in self.narrowings:
+        for candidate in self.narrowings:
+            nar = self._implicit(candidate, alias, by, scope)
             target = by if nar.field is None else alias
             if target is None or not _same_name(nar.var, nar.case_sensitive, target):
                 continue
-            if not all(_local(scope, n, cs) for n, cs in nar.refs):
+            if not all(self._usable(scope, n, cs) for n, cs in nar.refs):
                 continue
             rank = (2 if nar.refs else 0) + (0 if nar.field is None else 1)
             if best is None or rank < best[0]:
@@ -223,11 +228,42 @@ class FromCompiler:
 
         def lookup(rt: Runtime, b: Bindings) -> Lookup | None:
             try:
-                return Lookup(field, tuple(fn(rt, b) for fn in fns))
+                found = [fn(rt, b) for fn in fns]
             except PartiQLEvaluationError:
                 return None  # the WHERE clause will raise (or drop the row) itself
+            # `= NULL` / `= MISSING` is never true: such values select nothing
+            return Lookup(field, tuple(v for v in found if not is_absent(v)))
 
         return lookup, chosen
+
+    def _implicit(self, nar: Narrowing, alias: str, by: str | None, scope: Scope) -> Narrowing:
+        """`WHERE Plate = ?` over a FROM clause with one variable names that variable's
+        field (SQL's implicit attribute), unless Plate is a variable itself."""
+        if nar.field is not None or (
+            by is not None and _same_name(nar.var, nar.case_sensitive, by)
+        ):
+            return nar
+        names = [n for n in self._declared or () if not n.startswith("\x00")]
+        if names != [alias] or scope.resolve(nar.var, nar.case_sensitive) is not None:
+            return nar
+        return replace(
+            nar,
+            var=alias,
+            case_sensitive=True,
+            field=nar.var,
+            field_case_sensitive=nar.case_sensitive,
+        )
+
+    def _usable(self, scope: Scope, name: str, case_sensitive: bool) -> bool:
+        """Whether a narrowing may read variable `name` at this point: it is bound, is no
+        placeholder, and (when bound outside this FROM clause) no later item of this FROM
+        clause binds the same name, which would shadow it."""
+        key = scope.resolve(name, case_sensitive)
+        if key is None or key == AMBIGUOUS or key in self._hidden:
+            return False
+        if key in self.variables:
+            return True
+        return not any(_same_name(name, case_sensitive, d) for d in self._declared or ())
 
     def _unpivot(self, node: ast.UnpivotScan, scope: Scope) -> tuple[RowsFn, Scope]:
         source = self.comp.value(node.expr, scope)
@@ -269,7 +305,10 @@ class FromCompiler:
         left, left_scope = self.item(node.left, scope)
         self._nullable += pads_right - pads_left
         middle = len(self.variables)
+        hidden = set(self.variables[before:middle]) - self._hidden if pads_left else set()
+        self._hidden |= hidden  # the right side of RIGHT/FULL runs once, left side unbound
         right, joined = self.item(node.right, left_scope)
+        self._hidden -= hidden
         self._nullable -= pads_right
         left_vars = self.variables[before:middle]
         right_vars = self.variables[middle:]
@@ -433,6 +472,22 @@ def _refs(node: ast.Expr) -> frozenset[tuple[str, bool]] | None:
     return None
 
 
+def _declared_names(node: ast.FromItem) -> list[str]:
+    """The names a FROM tree binds, in order (aliases as scan_alias makes them, AT, BY)."""
+    out: list[str] = []
+
+    def walk(item: ast.FromItem) -> None:
+        if isinstance(item, ast.Join):
+            walk(item.left)
+            walk(item.right)
+            return
+        out.append(scan_alias(item, len(out) + 1))
+        out.extend(n for n in (item.at, getattr(item, "by", None)) if n is not None)
+
+    walk(node)
+    return out
+
+
 def _same_name(name: str, case_sensitive: bool, target: str) -> bool:
     return name == target or (not case_sensitive and name.lower() == target.lower())
 
@@ -482,12 +537,12 @@ class _Probe:
     def positions(self, rt: Runtime, b: Bindings, collection: Any) -> list[int] | None:
         """Sorted positions to visit; None: visit every item."""
         wanted = self.lookup(rt, b)
-        if wanted is None or len(wanted.values) != 1:
+        if wanted is None or len(wanted.values) > 1:
             return None
         buckets, wild = self._index(rt, collection)
-        value = wanted.values[0]
-        if is_absent(value):
+        if not wanted.values:
             return wild  # `x = NULL` / `x = MISSING` is never true
+        value = wanted.values[0]
         try:
             hit = buckets.get(group_key(value), [])
         except (PartiQLEvaluationError, TypeError):

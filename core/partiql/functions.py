@@ -291,7 +291,9 @@ def _date_arg(v: Any) -> Any:
 def _dated(fname: str, fn: Callable[[], Any], mode: str) -> Any:
     try:
         return fn()
-    except dt.DateTimeError as e:
+    except (dt.DateTimeError, ValueError, OverflowError) as e:
+        # ValueError/OverflowError: what Python's datetime refuses (a year out of range,
+        # a timestamp with more fractional digits than microseconds can hold)
         return pv.fail(mode, f"{fname}: {e}")
 
 

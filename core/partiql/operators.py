@@ -11,8 +11,8 @@ int64 operands fail(mode). Pure functions, no state.
 from __future__ import annotations
 
 import decimal
+import functools
 import math
-import re
 from decimal import Decimal
 from typing import Any
 
@@ -169,8 +169,14 @@ def concat(a: Any, b: Any, mode: str) -> Any:
 # ============================================================================ predicates
 
 
-def _like_regex(pattern: str, escape: str | None) -> re.Pattern[str]:
-    out: list[str] = []
+_ANY_ONE: Any = object()  # `_` in a LIKE pattern
+_ANY_MANY: Any = object()  # `%`
+
+
+@functools.lru_cache(maxsize=1024)
+def _like_tokens(pattern: str, escape: str | None) -> tuple[Any, ...]:
+    """A LIKE pattern as literal characters, _ANY_ONE and _ANY_MANY (runs of % folded)."""
+    out: list[Any] = []
     i = 0
     while i < len(pattern):
         c = pattern[i]
@@ -178,15 +184,40 @@ def _like_regex(pattern: str, escape: str | None) -> re.Pattern[str]:
             i += 1
             if i == len(pattern):
                 raise PartiQLEvaluationError("LIKE pattern ends with its escape character")
-            out.append(re.escape(pattern[i]))
+            out.append(pattern[i])
         elif c == "%":
-            out.append(".*")
+            if not out or out[-1] is not _ANY_MANY:
+                out.append(_ANY_MANY)
         elif c == "_":
-            out.append(".")
+            out.append(_ANY_ONE)
         else:
-            out.append(re.escape(c))
+            out.append(c)
         i += 1
-    return re.compile("".join(out), re.DOTALL)
+    return tuple(out)
+
+
+def _like_match(tokens: tuple[Any, ...], text: str) -> bool:
+    """Whether `text` matches the pattern: the greedy wildcard match that backtracks only
+    to the last %, O(len(text) * len(tokens)) at worst (a regex can take exponential time
+    on patterns such as '%a%a%a%a%b')."""
+    i = j = 0
+    star, mark = -1, 0
+    n, m = len(text), len(tokens)
+    while i < n:
+        if j < m and (tokens[j] is _ANY_ONE or tokens[j] == text[i]):
+            i += 1
+            j += 1
+        elif j < m and tokens[j] is _ANY_MANY:
+            star, mark = j, i
+            j += 1
+        elif star >= 0:
+            mark += 1
+            i, j = mark, star + 1
+        else:
+            return False
+    while j < m and tokens[j] is _ANY_MANY:
+        j += 1
+    return j == m
 
 
 class _NoEscape:
@@ -216,7 +247,7 @@ def like(value: Any, pattern: Any, escape: Any, mode: str) -> Any:
     esc = None if escape is NO_ESCAPE else text_of(escape)
     if esc is not None and len(esc) != 1:
         raise PartiQLEvaluationError("a LIKE escape must be a single character")
-    return _like_regex(text_of(pattern), esc).fullmatch(text_of(value)) is not None
+    return _like_match(_like_tokens(text_of(pattern), esc), text_of(value))
 
 
 def between(value: Any, low: Any, high: Any, mode: str) -> Any:

@@ -67,6 +67,9 @@ _RESERVED_WORDS = """
 _RESERVED = frozenset(_RESERVED_WORDS.split())
 RESERVED = _RESERVED
 
+# Python converts at most this many digits of text to an int (sys.get_int_max_str_digits).
+_MAX_INTEGER_DIGITS = 4300
+
 # Keywords whose token name differs from their spelling (the plain name is a literal class).
 _KEYWORD_TOKEN = {"decimal": "DECIMAL_KW", "integer": "INTEGER_KW", "string": "STRING_KW"}
 
@@ -200,6 +203,10 @@ def _tokenize(text: str) -> Iterator[Token]:
         if kind == "number":
             raw = m.group()
             if raw.isdigit():
+                if len(raw) > _MAX_INTEGER_DIGITS:
+                    raise _error(
+                        text, pos, f"an integer literal has at most {_MAX_INTEGER_DIGITS} digits"
+                    )
                 ttype, value = "INTEGER", int(raw)
             else:
                 ttype = "DECIMAL"

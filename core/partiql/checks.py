@@ -57,8 +57,9 @@ def check_statement(
     strict: bool = True,
 ) -> None:
     """Raise PartiQLSemanticError if the statement breaks a rule of the module docstring.
-    `strict` False (coerce mode) leaves constant argument types and undefined variables to
-    run time, where coerce mode makes them MISSING."""
+    `strict` False leaves constant argument types and undefined variables to run time,
+    where coerce mode makes them MISSING (the stand-alone evaluator in coerce mode does
+    this, for the conformance suite's sake; the ledger checks strictly, with no globals)."""
     if isinstance(extra_functions, Mapping):
         extra = {str(k): v for k, v in extra_functions.items()}
     else:

@@ -13,11 +13,11 @@ import pytest
 from core.errors import PartiQLEvaluationError, PartiQLSemanticError
 from core.partiql import ast
 from core.partiql.checks import check_statement
-from core.partiql.data import Bag, Context, Lookup
+from core.partiql.data import Bag, Context, Lookup, Source
 from core.partiql.evaluator import evaluate, evaluate_expr, scan_matches
 
 
-class FakeTable:
+class FakeTable(Source):
     """An in-memory Source that honours and records Lookups."""
 
     def __init__(self, name: str, rows: dict[str, dict[str, Any]]) -> None:

@@ -17,8 +17,10 @@ PartiQLSemanticError for (extra functions: names, or names with (min, max) argum
   is possible, i.e. inside a query with FROM variables, a name is left to run time);
 - a number of `?` different from `parameter_count`.
 
-Invariants: checks only read the tree (pure); a statement that passes them can still fail
-at run time with PartiQLEvaluationError, never with PartiQLSemanticError from these rules.
+Invariants: checks only read the tree (their one memory is which statement objects passed
+which checks, so a cached statement is not walked again); a statement that passes them can
+still fail at run time with PartiQLEvaluationError, never with PartiQLSemanticError from
+these rules.
 """
 
 from __future__ import annotations
@@ -64,12 +66,26 @@ def check_statement(
         extra = {str(k): v for k, v in extra_functions.items()}
     else:
         extra = {str(name): (0, None) for name in extra_functions}
-    checker = _Checker(extra, globals_ if strict else None, strict)
+    names = frozenset(globals_) if strict and globals_ is not None else None
+    key = (parameter_count, frozenset(extra.items()), names, strict)
+    hit = _PASSED.get(id(statement))
+    if hit is not None and hit[0] is statement and hit[1] == key:
+        return  # the same statement object passed the same checks before
+    checker = _Checker(extra, names, strict)
     checker.walk(statement, _Ctx())
     if checker.params != parameter_count:
         raise PartiQLSemanticError(
             f"the statement has {checker.params} parameters, {parameter_count} given"
         )
+    if len(_PASSED) >= _PASSED_MAX:
+        _PASSED.clear()
+    _PASSED[id(statement)] = (statement, key)
+
+
+# Statements that passed, by identity (parsed statements are cached and immutable, so a
+# statement run again is the same object): the key records what they were checked against.
+_PASSED: dict[int, tuple[ast.Statement, Any]] = {}
+_PASSED_MAX = 1024
 
 
 class _Checker:

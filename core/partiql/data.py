@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from amazon.ion.core import IonType
 from amazon.ion.simple_types import IonPyNull
@@ -90,19 +90,21 @@ class Lookup:
     values: tuple[Any, ...]
 
 
-@runtime_checkable
-class Source(Protocol):
-    """A table the ledger lends the evaluator (a variable bound to one in the environment)."""
+class Source:
+    """A table the ledger lends the evaluator (a variable bound to one in the environment).
+    A base class, not a Protocol, so that telling a table from a value is a cheap
+    isinstance check on the evaluator's hot path."""
 
     @property
-    def name(self) -> str: ...
+    def name(self) -> str:
+        raise NotImplementedError
 
     def scan(self, lookup: Lookup | None) -> Iterable[tuple[str | None, Any]]:
         """(document id or None, value) for every row (or at least every row the hint
         selects)."""
-        ...
+        raise NotImplementedError
 
     def narrow(self, field: str | None) -> bool:
         """Whether a Lookup on `field` (None: the document id) reads only the rows it
         selects; if not, the evaluator reads the table once and does the matching itself."""
-        ...
+        raise NotImplementedError

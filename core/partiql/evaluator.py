@@ -44,19 +44,22 @@ def evaluate(
     *,
     parameters: Sequence[Any] = (),
     context: Context | None = None,
+    checked: bool = False,
 ) -> Any:
-    """Evaluate a query statement (text or AST) over `env` and return its Ion result."""
+    """Evaluate a query statement (text or AST) over `env` and return its Ion result.
+    `checked`: the caller ran check_statement on it already (the ledger's executor)."""
     stmt = _parse(statement) if isinstance(statement, str) else statement
     ctx = context if context is not None else Context(mode=mode)
     if not isinstance(stmt, ast.Query):
         raise PartiQLSemanticError(f"{type(stmt).__name__} needs a ledger")
-    check_statement(
-        stmt,
-        len(parameters),
-        extra_functions=list(ctx.functions),
-        globals_=list(env),
-        strict=ctx.mode == "error",
-    )
+    if not checked:
+        check_statement(
+            stmt,
+            len(parameters),
+            extra_functions=list(ctx.functions),
+            globals_=list(env),
+            strict=ctx.mode == "error",
+        )
     fn = _compiled(stmt.expr)
     return fn(Runtime(env, parameters, ctx), {})
 

@@ -42,7 +42,7 @@ from core.ids import is_id, timestamp_from_ms
 from core.ionhash import ion_hash
 from core.partiql import ast
 from core.partiql.checks import check_statement
-from core.partiql.data import MISSING, Bag, Context, Lookup
+from core.partiql.data import MISSING, Bag, Context, Lookup, Source
 from core.partiql.evaluator import evaluate, evaluate_expr, scan_matches
 from core.partiql.parser import parse
 
@@ -101,7 +101,7 @@ def _run(
     match tree:
         case ast.Query():
             _check_sources(tree, env)
-            result = evaluate(tree, env, parameters=params, context=context)
+            result = evaluate(tree, env, parameters=params, context=context, checked=True)
             rows = result if isinstance(result, list) else [result]
             return [_storable(row, missing=None) for row in rows]
         case ast.CreateTable(table):
@@ -460,7 +460,7 @@ def _history_by_id(engine: Engine, table_id: str, start: Any, end: Any) -> list[
     return revisions
 
 
-class _TableSource:
+class _TableSource(Source):
     """A table's live documents through the transaction (own writes included)."""
 
     def __init__(self, tx: Transaction, table: TableDef) -> None:
@@ -483,7 +483,7 @@ class _TableSource:
         return field is None or self._tx.narrow_lookup(self.table, field)
 
 
-class _CommittedSource:
+class _CommittedSource(Source):
     """`_ql_committed_<table>`: {blockAddress, hash, data, metadata} of each committed
     document's current revision."""
 
@@ -514,9 +514,7 @@ class _CommittedSource:
 def _check_sources(tree: ast.Query, env: _Environment) -> None:
     """An unknown table in FROM is a TableNotFoundError; a table's field used as a table is
     a PartiQLEvaluationError (in coerce mode both would quietly give nothing)."""
-    aliases: set[str] = set()
-    scans: list[ast.Scan] = []
-    _collect(tree.expr, aliases, scans)
+    aliases, scans = _sources_of(tree)
     known = {n.lower() for n in env} | aliases
     tables = {n.lower() for n in env if n != "information_schema"}
     for scan in scans:
@@ -529,6 +527,22 @@ def _check_sources(tree: ast.Query, env: _Environment) -> None:
                 raise PartiQLEvaluationError(
                     f"{expr.root.name!r} is a table: use a FROM variable to reach its fields"
                 )
+
+
+_SOURCES: dict[int, tuple[ast.Query, frozenset[str], tuple[ast.Scan, ...]]] = {}
+
+
+def _sources_of(tree: ast.Query) -> tuple[frozenset[str], tuple[ast.Scan, ...]]:
+    """The names a query binds and its scans (cached by the parsed statement's identity)."""
+    hit = _SOURCES.get(id(tree))
+    if hit is None or hit[0] is not tree:
+        aliases: set[str] = set()
+        scans: list[ast.Scan] = []
+        _collect(tree.expr, aliases, scans)
+        if len(_SOURCES) >= 1024:
+            _SOURCES.clear()
+        hit = _SOURCES[id(tree)] = (tree, frozenset(aliases), tuple(scans))
+    return hit[1], hit[2]
 
 
 def _collect(node: Any, aliases: set[str], scans: list[ast.Scan]) -> None:

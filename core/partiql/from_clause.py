@@ -194,8 +194,8 @@ class FromCompiler:
         those that read this scan's variable and otherwise only variables bound before it.
         None on the padded side of an outer join, where a conjunct such as `b IS NULL` must
         see the padding."""
-        if self._nullable:
-            return []
+        if self._nullable or len(self.variables) >= len(self._declared or ()):
+            return []  # (the last item: the WHERE clause itself comes next)
         out: list[Fn] = []
         for expr, refs in self.filters:
             keys = {scope.resolve(n, cs) for n, cs in refs}

@@ -131,7 +131,7 @@ class Shell:
         try:
             result = self._ledger.execute_transaction(fn)
         except PartiQLSyntaxError as exc:
-            self._print(f"-- syntax error at line {exc.line}, column {exc.column}: {exc}")
+            self._print(f"-- syntax error: {exc}")  # the message starts with its position
             return
         except StrandError as exc:
             self._print(f"-- {type(exc).__name__}: {exc}")

@@ -7,6 +7,7 @@ module; each test leaves it with all three nodes up. Real Ray, real LevelDB, rea
 
 from __future__ import annotations
 
+import io
 import threading
 import time
 from collections import Counter
@@ -14,10 +15,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from amazon.ion import simpleion
 
 from chaos.workload import WorkloadResult, open_accounts, run_transfers, total_balance
 from cluster.client import LedgerCluster
-from core import verification
+from core import shell, verification
 from core.errors import TableNotFoundError
 from tests.partiql_steps import load_steps, run_steps
 
@@ -141,6 +143,20 @@ def test_vehicle_registration_tutorial_runs_on_the_cluster(cluster: LedgerCluste
     assert result.value == [{"_1": 5}]
     assert result.block_address is None
     assert len(result.commit_digest) == 32
+
+
+def test_the_partiql_shell_runs_against_the_cluster(cluster: LedgerCluster) -> None:
+    out = io.StringIO()
+    script = (
+        "CREATE TABLE ShellCar;\nBEGIN;\nINSERT INTO ShellCar VALUE {'VIN': 'S1'};\n"
+        "INSERT INTO ShellCar\n  VALUE {'VIN': 'S2'};\nCOMMIT;\n"
+        "SELECT VALUE c.VIN FROM ShellCar AS c ORDER BY c.VIN;\nSELEC oops;\n"
+    )
+    shell.run(cluster, io.StringIO(script), out)
+    text = out.getvalue()
+    assert "-- syntax error: line 1, column 7: unexpected 'oops'" in text
+    body = [line for line in text.splitlines() if not line.startswith("--")]
+    assert simpleion.loads("\n".join(body), single_value=False)[-2:] == ["S1", "S2"]
 
 
 def test_errors_reach_the_client_typed_and_change_nothing(cluster: LedgerCluster) -> None:

@@ -61,7 +61,7 @@ def test_errors_are_reported_with_position_and_change_nothing() -> None:
         shell.feed(line)
     text = out.getvalue()
     assert "TableNotFoundError" in text
-    assert "syntax error at line 1, column 10" in text
+    assert "-- syntax error: line 1, column 10:" in text
     assert shell.done
     assert ledger.engine.durable_seq == tip
 

@@ -3,9 +3,14 @@
 Variables are resolved at compile time against the `Scope` (local names, exact match
 first, then case-insensitively for unquoted names); what is not local is looked up at run
 time in SQL's implicit attribute way (a field of a FROM variable of the enclosing queries)
-and then in the global environment; an unbound variable is an error in both modes. Paths
-implement PartiQL navigation (`.f`, `[i]`, `['f']`, `[*]`, `.*`); operators, casts and
-functions are delegated to `values` and `functions` through `ops`.
+and then in the global environment. An unbound variable is an error outside any query; inside
+one it is a missing attribute (MISSING in coerce mode, an error in error mode). A FROM item's
+source resolves a global of exactly its spelling first (`from_source`). Paths implement
+PartiQL navigation (`.f`, `[i]`, `['f']`, `[*]`, `.*`; `a[e]` names a struct field only for a
+string literal, a parameter or a CAST to a string); a path into the null tuple an outer join
+pads with is null, into any other null MISSING. SQL subqueries used as values are coerced
+to scalars (`scalar_subquery`). Operators, casts and functions are delegated to `values`
+and `functions` through `ops`.
 
 Invariants: compiling never evaluates anything; a compiled closure only reads its
 bindings; a `Select`/`SetOp` in expression position is compiled by `query` (a subquery,

@@ -2,13 +2,14 @@
 
 The clauses run in the specification's order: FROM (lateral, left to right, joins,
 UNPIVOT) -> LET -> WHERE -> GROUP BY / aggregates -> HAVING -> ORDER BY -> projection ->
-DISTINCT -> OFFSET/LIMIT. A FROM item over a `Source` (a ledger table) is scanned with a
-`Lookup` derived from the WHERE clause's top-level conjuncts (`alias.f = e`, `alias.f IN
-(...)`, `by = e`) whose other side is closed; the full WHERE is applied regardless.
+DISTINCT -> OFFSET/LIMIT. The FROM clause and its narrowing by the WHERE clause are
+compiled by `from_clause`. After GROUP BY an expression that denotes a group key by meaning
+(`T.a`, `t.A` or `a` for the key `T.a`) reads the key; a key may name a select-list alias;
+unnamed aggregates are `_1`, `_2`, ... in turn. ORDER BY after a set operation names the
+output rows' fields.
 
-Invariants: the result of a SELECT is a Bag, or a list when it has ORDER BY; a Source is
-scanned once per evaluation of its FROM item; grouping keeps the first-seen order of
-groups (bags are unordered anyway).
+Invariants: the result of a SELECT is a Bag, or a list when it has ORDER BY; grouping keeps
+the first-seen order of groups (bags are unordered anyway).
 """
 
 from __future__ import annotations

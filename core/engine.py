@@ -58,7 +58,7 @@ from core.ionhash import ion_hash
 from core.journal import Block, DocumentWrite, build_block, check_block
 from core.merkle import Frontier
 from core.storage import Storage
-from core.transaction import DocState, ReadItem, Transaction, value_key
+from core.transaction import DocState, ReadItem, Transaction, index_keys
 
 TRANSACTION_TIMEOUT_MS = 30_000
 _LAST_MODIFIED_CAPACITY = 250_000
@@ -487,6 +487,8 @@ class Engine:
                 raise TableNotFoundError(f"table {pending.table.name!r} is no longer active")
             old = batch.doc(table_id, doc_id)
             if old is None and pending.data is None:
+                if (table_id, doc_id) in tx.created:
+                    continue  # inserted and deleted by this transaction: nothing to write
                 raise OccConflictError(f"document {doc_id} was deleted concurrently")
             writes.append(
                 DocumentWrite(
@@ -584,16 +586,14 @@ class Engine:
             if index.index_id not in kept:  # dropped: purge its entries, void its readers
                 self._bump(seq, "xdrop", index.index_id)
                 for doc_id, state in list(batch.scan_docs(table.table_id)):
-                    if index.field in state.data:
-                        vkey = value_key(state.data[index.field])
+                    for vkey in index_keys(state.data, index.field):
                         batch.delete(keys.index_key(index.index_id, vkey, doc_id))
         batch.catalog = batch.catalog.with_table(table)
         for index in table.indexes:
             if index.index_id in old_ids:  # already built (a new index on a field whose
                 continue  # old index this block drops is built afresh)
             for doc_id, state in list(batch.scan_docs(table.table_id)):
-                if index.field in state.data:
-                    vkey = value_key(state.data[index.field])
+                for vkey in index_keys(state.data, index.field):
                     batch.put(keys.index_key(index.index_id, vkey, doc_id), b"")
         self._bump(seq, "n", table.name)
         if old is not None:
@@ -609,17 +609,11 @@ class Engine:
         data: dict[str, Any] | None,
     ) -> None:
         for index in batch.catalog.tables[table_id].indexes:
-            old_key = None
-            if old is not None and index.field in old.data:
-                old_key = value_key(old.data[index.field])
-            new_key = None
-            if data is not None and index.field in data:
-                new_key = value_key(data[index.field])
-            if old_key == new_key:
-                continue
-            if old_key is not None:
+            old_keys = frozenset() if old is None else index_keys(old.data, index.field)
+            new_keys = frozenset() if data is None else index_keys(data, index.field)
+            for old_key in sorted(old_keys - new_keys):
                 batch.delete(keys.index_key(index.index_id, old_key, doc_id))
                 self._bump(seq, "x", index.index_id, old_key)
-            if new_key is not None:
+            for new_key in sorted(new_keys - old_keys):
                 batch.put(keys.index_key(index.index_id, new_key, doc_id), b"")
                 self._bump(seq, "x", index.index_id, new_key)

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from amazon.ion import simpleion
 from amazon.ion.core import IonType
-from amazon.ion.simple_types import IonPyNull
+from amazon.ion.simple_types import IonPyDict, IonPyNull
 from amazon.ion.symbols import SymbolToken
 
 from core import codec
@@ -113,6 +113,17 @@ def _timestamp(epoch_ms: int) -> Any:
     return timestamp_from_ms(epoch_ms)
 
 
+def index_keys(data: Mapping[str, Any], field: str, *, exact: bool = False) -> frozenset[bytes]:
+    """The keys a document has in an index on `field`: one per value of every top-level
+    field whose name is `field` up to case (a struct may repeat a name, and PartiQL's
+    unquoted `t.field` matches any case), so an index lookup finds a superset of what the
+    query's path finds. `exact`: only fields spelled exactly `field`."""
+    low = field.lower()
+    return frozenset(
+        value_key(v) for k, v in data.items() if k == field or (not exact and str(k).lower() == low)
+    )
+
+
 def value_key(value: object) -> bytes:
     """The key a value has in an index: the Ion hash of its normal form.
 
@@ -149,8 +160,11 @@ def _normal(value: object, *, nested: bool = False) -> object:
         utc = value if value.tzinfo is not None else value.replace(tzinfo=datetime.UTC)
         instant = utc.astimezone(datetime.UTC).replace(tzinfo=None)
         return "\x00timestamp " + instant.isoformat(timespec="microseconds")
-    if isinstance(value, Mapping):
-        return {str(k): _normal(v, nested=True) for k, v in value.items()}
+    if isinstance(value, Mapping):  # repeated field names kept (Ion Hash orders fields)
+        struct = IonPyDict.from_value(IonType.STRUCT, {})
+        for k, v in value.items():
+            struct.add_item(str(k), _normal(v, nested=True))
+        return struct
     if isinstance(value, list | tuple):
         return [_normal(v, nested=True) for v in value]
     if isinstance(value, bytes | bytearray):
@@ -216,6 +230,7 @@ class Transaction:
         self._new_id = new_id
         self.reads: dict[ReadItem, int] = {}
         self.writes: dict[tuple[str, str], PendingWrite] = {}
+        self.created: set[tuple[str, str]] = set()  # documents this transaction inserted
         self._ion_sizes: dict[tuple[str, str], tuple[bytes, int]] = {}
         self.tables: dict[str, TableDef] = {}  # DDL: new table definitions by table id
         self.statements: list[StatementRecord] = []
@@ -448,6 +463,7 @@ class Transaction:
         prepared = prepare_document(doc)
         doc_id = self._new_id()
         self._write(table, doc_id, prepared, f'INSERT INTO "{table.name}" ?', prepared[1])
+        self.created.add((table.table_id, doc_id))
         return doc_id
 
     def get(self, table_name: str, doc_id: str) -> dict[str, Any] | None:
@@ -499,7 +515,7 @@ class Transaction:
         self._statement(text, *keys.values())
         result = []
         for doc_id, data in self._candidates(table, keys):
-            if all(f in data and value_key(data[f]) == k for f, k in keys.items()):
+            if all(k in index_keys(data, f, exact=True) for f, k in keys.items()):
                 result.append((doc_id, data))
         return result
 

@@ -251,3 +251,20 @@ def test_a_refused_write_leaves_the_transaction_unchanged(memory_ledger: Ledger)
     assert len(block["transactionInfo"]["statements"]) == 40
     assert len(block["revisions"]) == 40
     assert revision["data"] == {"i": 0}
+
+
+def test_a_document_inserted_and_deleted_in_one_transaction_commits_as_nothing(
+    memory_ledger: Ledger,
+) -> None:
+    ledger = memory_ledger
+    ledger.execute_lambda(lambda tx: tx.create_table("T"))
+
+    def insert_then_delete(tx: Transaction) -> str:
+        doc_id = tx.insert("T", {"a": 1})
+        tx.delete("T", doc_id)
+        return doc_id
+
+    doc_id = ledger.execute_lambda(insert_then_delete)  # no OCC conflict, no retries
+    assert ledger.execute_lambda(lambda tx: tx.get("T", doc_id)) is None
+    assert ledger.history("T", doc_id) == []
+    assert ledger.verify_journal().ok

@@ -60,6 +60,10 @@ _QUERIES = [
     "SELECT a.v AS av, b.v AS bv FROM t AS a INNER JOIN u AS b ON a.k = b.k WHERE a.v IN (1, 2)",
     "SELECT a.v AS av FROM t AS a, u AS b, t AS c WHERE a.k = b.k AND c.k = b.k AND c.v < a.v",
     "SELECT a.v AS av FROM t AS a AT i, u AS b WHERE b.v = i",
+    'SELECT a.v AS av, "A".v AS bv FROM t AS a, u AS "A" WHERE A.k = a.k AND a.v < 3',
+    "SELECT a.v AS av, b.v AS bv FROM t AS a, u AS b LET a.v AS z WHERE z = b.v",
+    "SELECT a.v AS av FROM t AS a, u AS b LET 2 AS k WHERE a.k = k AND b.k = a.k",
+    "SELECT a.v AS av FROM t AS a, u AS a WHERE a.k = 1",
 ]
 
 
@@ -219,3 +223,66 @@ def test_a_from_variable_named_like_a_table_stays_the_variable(ledger: Ledger) -
     )
     query = "SELECT person.Name, a.City FROM Person AS person, person.Addresses AS a"
     assert sorted(r["City"] for r in _rows(ledger, query)) == ["A", "B"]
+
+
+def test_ledger_lookups_by_symbol_by_date_and_by_a_repeated_field(ledger: Ledger) -> None:
+    _load(ledger, indexed=True)
+    [owner] = _rows(ledger, "SELECT VALUE pid FROM Owner AS o BY pid WHERE o.Name = 'Ann'")
+    by_symbol = "SELECT o.Name FROM Owner AS o BY pid WHERE pid = CAST(? AS SYMBOL)"
+    assert _rows(ledger, by_symbol, owner) == [{"Name": "Ann"}]
+    dated = "SELECT o.Name FROM Owner AS o WHERE o.GovId = CAST('2020-01-01' AS DATE)"
+    assert _rows(ledger, dated) == []  # no untyped error from the index
+    twice = IonPyDict.from_value(IonType.STRUCT, {})
+    twice.add_item("GovId", "G5")
+    twice.add_item("GovId", "G6")
+    twice.add_item("Name", "Twice")
+    _rows(ledger, "INSERT INTO Owner ?", twice)
+    first = "SELECT VALUE o.Name FROM Owner AS o WHERE o.GovId = 'G5'"
+    assert _rows(ledger, first) == ["Twice"]  # PartiQL reads the first GovId
+    assert _rows(ledger, _unnarrowed(first)) == ["Twice"]
+
+
+def test_let_names_and_the_scanned_variable_are_not_fields(ledger: Ledger) -> None:
+    _rows(ledger, "CREATE TABLE T")
+    _rows(ledger, "CREATE INDEX ON T (z)")
+    _rows(ledger, "CREATE INDEX ON T (r)")
+    _rows(ledger, "INSERT INTO T ?", {"k": 1, "z": 5, "r": 1})
+    assert _rows(ledger, "SELECT t.k FROM T AS t LET t.k AS z WHERE z = 1") == [{"k": 1}]
+    whole = _rows(ledger, "SELECT VALUE r.k FROM T AS r WHERE r = ?", {"k": 1, "z": 5, "r": 1})
+    assert whole == [1]
+
+
+def test_group_keys_with_the_same_name_and_unnamed_aggregates() -> None:
+    t, u = [{"a": 1}, {"a": 2}, {"a": 2}], [{"a": 10}]
+    rows = evaluate(
+        "SELECT x.a AS xa, y.a AS ya, COUNT(*) FROM t AS x, u AS y GROUP BY x.a, y.a",
+        {"t": t, "u": u},
+    )
+    assert sorted((r["xa"], r["ya"], r["_1"]) for r in rows) == [(1, 10, 1), (2, 10, 2)]
+    named = evaluate("SELECT COUNT(*) + 1, COUNT(*) FROM t GROUP BY t.a", {"t": t})
+    assert sorted((r["_1"], r["_2"]) for r in named) == [(2, 1), (3, 2)]
+
+
+def test_sources_bound_by_derived_aliases_and_group_keys(ledger: Ledger) -> None:
+    _rows(ledger, "CREATE TABLE T")
+    _rows(ledger, "INSERT INTO T ?", {"a": 1, "items": [{"x": 1}, {"x": 2}]})
+    grouped = (
+        "SELECT a, (SELECT VALUE i.x FROM its AS i) AS xs FROM T AS t "
+        "GROUP BY t.a AS a, t.items AS its"
+    )
+    assert _rows(ledger, grouped) == [{"a": 1, "xs": [1, 2]}]
+    derived = "SELECT VALUE i.x FROM T AS t, t.items, items AS i"
+    assert sorted(_rows(ledger, derived)) == [1, 2]
+    local = "SELECT VALUE h.metadata.version FROM T AS t BY tid, history(T) AS h"
+    assert _rows(ledger, local) == [0]  # T is the table, not the variable t
+
+
+def test_an_index_finds_fields_an_unquoted_name_finds(ledger: Ledger) -> None:
+    _rows(ledger, "CREATE TABLE T")
+    _rows(ledger, "CREATE INDEX ON T (k)")
+    _rows(ledger, "INSERT INTO T << {'k': 1, 'n': 'lower'}, {'K': 1, 'n': 'upper'} >>")
+    found = _rows(ledger, "SELECT VALUE t.n FROM T AS t WHERE t.k = 1")
+    assert sorted(found) == ["lower", "upper"]  # t.k matches K as well, through the index
+    assert _rows(ledger, 'SELECT VALUE t.n FROM T AS t WHERE t."k" = 1') == ["lower"]
+    assert len(_rows(ledger, "DELETE FROM T WHERE k = 1")) == 2
+    assert _rows(ledger, "SELECT * FROM T") == []

@@ -39,11 +39,13 @@ from core.errors import (
     TableNotFoundError,
 )
 from core.ids import is_id, timestamp_from_ms
-from core.ionhash import ion_hash
+from core.ionhash import IonHashTypeError, ion_hash
 from core.partiql import ast
+from core.partiql import values as pv
 from core.partiql.checks import check_statement
 from core.partiql.data import MISSING, Bag, Context, Lookup, Source
 from core.partiql.evaluator import evaluate, evaluate_expr, scan_matches
+from core.partiql.from_clause import scan_alias
 from core.partiql.parser import parse
 
 if TYPE_CHECKING:
@@ -474,10 +476,13 @@ class _TableSource(Source):
     def scan(self, lookup: Lookup | None) -> Iterable[tuple[str | None, Any]]:
         if lookup is None:
             return self._tx.select_documents(self.table)
-        if lookup.field is None:
-            ids = [v for v in lookup.values if isinstance(v, str) and is_id(v)]
-            return self._tx.select_documents(self.table, None, ids)
-        return self._tx.select_documents(self.table, lookup.field, list(lookup.values))
+        if lookup.field is None:  # `=` finds a string equal to the symbol of its text
+            texts = [pv.text_of(v) for v in lookup.values if pv.type_name(v) in pv.TEXT]
+            return self._tx.select_documents(self.table, None, [t for t in texts if is_id(t)])
+        try:
+            return self._tx.select_documents(self.table, lookup.field, list(lookup.values))
+        except IonHashTypeError:  # a value no document can hold (a DATE): read it all
+            return self._tx.select_documents(self.table)
 
     def narrow(self, field: str | None) -> bool:
         return field is None or self._tx.narrow_lookup(self.table, field)
@@ -546,8 +551,13 @@ def _sources_of(tree: ast.Query) -> tuple[frozenset[str], tuple[ast.Scan, ...]]:
 
 
 def _collect(node: Any, aliases: set[str], scans: list[ast.Scan]) -> None:
+    """Every name a query binds (FROM aliases, given or derived, AT, BY, LET, GROUP BY keys
+    and GROUP AS) into `aliases`, lower-case, and every Scan into `scans`."""
     if isinstance(node, ast.Scan | ast.UnpivotScan):
-        for name in (node.alias, node.at, getattr(node, "by", None)):
+        # a derived alias counts unless it is the scanned name itself (`FROM Nope` must
+        # still find Nope among the tables)
+        derived = node.alias or (None if isinstance(node.expr, ast.Var) else scan_alias(node, 0))
+        for name in (derived, node.at, getattr(node, "by", None)):
             if name:
                 aliases.add(name.lower())
         if isinstance(node, ast.Scan):
@@ -555,8 +565,12 @@ def _collect(node: Any, aliases: set[str], scans: list[ast.Scan]) -> None:
     if isinstance(node, ast.Select):
         for _, name in node.let:
             aliases.add(name.lower())
-        if node.group_by is not None and node.group_by.group_as:
-            aliases.add(node.group_by.group_as.lower())
+        if node.group_by is not None:
+            for key in node.group_by.keys:
+                derived = key.alias or scan_alias(ast.Scan(key.expr), 0)
+                aliases.add(derived.lower())
+            if node.group_by.group_as:
+                aliases.add(node.group_by.group_as.lower())
     if isinstance(node, tuple):
         for item in node:
             _collect(item, aliases, scans)

@@ -361,7 +361,8 @@ class Compiler:
 
     def _call(self, node: ast.Call, scope: Scope) -> Fn:
         name = node.name
-        raw = [self.expr(a, scope) if isinstance(a, ast.Var) else None for a in node.args]
+        # a table passed to a ledger function (`history(T)`) is found as a FROM source is
+        raw = [self.from_source(a, scope) if isinstance(a, ast.Var) else None for a in node.args]
         args = [self.value(a, scope) for a in node.args]
 
         def run(rt: Runtime, b: Bindings) -> Any:

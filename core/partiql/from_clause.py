@@ -91,13 +91,21 @@ class FromCompiler:
     """Compiles a FROM tree; `variables` collects the names it binds, in order."""
 
     def __init__(
-        self, comp: Compiler, narrowings: list[Narrowing], where: ast.Expr | None = None
+        self,
+        comp: Compiler,
+        narrowings: list[Narrowing],
+        where: ast.Expr | None = None,
+        later: tuple[str, ...] = (),
     ) -> None:
+        """`later`: the names the query binds after its FROM clause and before its WHERE
+        (LET), which the WHERE clause sees but no scan can."""
         self.comp = comp
         self.narrowings = narrowings
         self.filters = _pushable(where)
+        self._later = later
         self._nullable = 0  # > 0 while compiling the side of an outer join that pads
         self._declared: list[str] | None = None  # every name this FROM clause binds
+        self._final = Scope()  # the scope the WHERE clause is compiled in
         self._hidden: set[str] = set()  # placeholders (a RIGHT/FULL join's left variables)
         self.variables: list[str] = []
         self.aliases: list[str] = []
@@ -106,6 +114,7 @@ class FromCompiler:
     def item(self, node: ast.FromItem, scope: Scope) -> tuple[RowsFn, Scope]:
         if self._declared is None:
             self._declared = _declared_names(node)
+            self._final = scope.extend([*self._declared, *self._later])
         if isinstance(node, ast.Join):
             return self._join(node, scope)
         if isinstance(node, ast.UnpivotScan):
@@ -212,8 +221,7 @@ class FromCompiler:
         best: tuple[int, Narrowing] | None = None
         for candidate in self.narrowings:
             nar = self._implicit(candidate, alias, by, scope)
-            target = by if nar.field is None else alias
-            if target is None or not _same_name(nar.var, nar.case_sensitive, target):
+            if not self._targets(nar, by if nar.field is None else alias):
                 continue
             if not all(self._usable(scope, n, cs) for n, cs in nar.refs):
                 continue
@@ -239,12 +247,10 @@ class FromCompiler:
     def _implicit(self, nar: Narrowing, alias: str, by: str | None, scope: Scope) -> Narrowing:
         """`WHERE Plate = ?` over a FROM clause with one variable names that variable's
         field (SQL's implicit attribute), unless Plate is a variable itself."""
-        if nar.field is not None or (
-            by is not None and _same_name(nar.var, nar.case_sensitive, by)
-        ):
+        if nar.field is not None or self._final.resolve(nar.var, nar.case_sensitive) is not None:
             return nar
         names = [n for n in self._declared or () if not n.startswith("\x00")]
-        if names != [alias] or scope.resolve(nar.var, nar.case_sensitive) is not None:
+        if names != [alias] or self._later:
             return nar
         return replace(
             nar,
@@ -254,16 +260,26 @@ class FromCompiler:
             field_case_sensitive=nar.case_sensitive,
         )
 
+    def _targets(self, nar: Narrowing, name: str | None) -> bool:
+        """Whether the narrowing's variable is, for the WHERE clause, the variable `name`
+        this scan binds (bound once only)."""
+        if name is None or self._final.resolve(nar.var, nar.case_sensitive) != name:
+            return False
+        return (self._declared or []).count(name) + self._later.count(name) == 1
+
     def _usable(self, scope: Scope, name: str, case_sensitive: bool) -> bool:
-        """Whether a narrowing may read variable `name` at this point: it is bound, is no
-        placeholder, and (when bound outside this FROM clause) no later item of this FROM
-        clause binds the same name, which would shadow it."""
+        """Whether a narrowing may read variable `name` at this point: here it denotes
+        what it denotes for the WHERE clause (the same binding, not one this FROM clause
+        or a LET makes later, not two variables differing only in case), and it is no
+        placeholder."""
         key = scope.resolve(name, case_sensitive)
         if key is None or key == AMBIGUOUS or key in self._hidden:
             return False
-        if key in self.variables:
-            return True
-        return not any(_same_name(name, case_sensitive, d) for d in self._declared or ())
+        if self._final.resolve(name, case_sensitive) != key:
+            return False
+        bound_here = self.variables.count(key)
+        declared = (self._declared or []).count(key) + self._later.count(key)
+        return bound_here == declared  # every binding of the name is in place already
 
     def _unpivot(self, node: ast.UnpivotScan, scope: Scope) -> tuple[RowsFn, Scope]:
         source = self.comp.value(node.expr, scope)

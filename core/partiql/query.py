@@ -81,7 +81,7 @@ def _key_alias(item: ast.ProjectItem, position: int) -> str:
 def compile_select(sel: ast.Select, outer: Scope) -> Fn:
     comp = Compiler()
     if sel.from_ is not None:
-        fc = FromCompiler(comp, narrowings(sel.where), sel.where)
+        fc = FromCompiler(comp, narrowings(sel.where), sel.where, tuple(n for _, n in sel.let))
         from_rows, scope = fc.item(sel.from_, outer)
         from_vars = list(fc.variables)
         aliases = list(fc.aliases)
@@ -184,7 +184,10 @@ def _compile_group(
     keys: list[tuple[str, Fn, ast.Expr]] = []
     if group_by is not None:
         for i, item in enumerate(group_by.keys, 1):
-            keys.append((_group_alias(item, i), pre.value(item.expr, scope), item.expr))
+            alias = _group_alias(item, i)
+            if any(alias == k for k, _, _ in keys):  # `GROUP BY x.a, y.a`: both are `a`
+                alias = f"\x00key{i}"  # the first keeps the name; this one is reached by meaning
+            keys.append((alias, pre.value(item.expr, scope), item.expr))
     group_as = group_by.group_as if group_by is not None else None
     forms = [(_normal_form(expr, scope), alias) for alias, _, expr in keys]
 
@@ -373,6 +376,18 @@ def _compile_projection(
 
         return star
     parts: list[tuple[str | None, Fn]] = []
+    unnamed_aggregate = [
+        grouped
+        and isinstance(item, ast.ProjectItem)
+        and item.alias is None
+        and isinstance(item.expr, ast.Aggregate)
+        for item in project.items
+    ]
+    taken = {
+        _key_alias(item, i)
+        for i, (item, agg) in enumerate(zip(project.items, unnamed_aggregate, strict=True), 1)
+        if isinstance(item, ast.ProjectItem) and not agg
+    }
     aggregates = 0
     for i, item in enumerate(project.items, 1):
         if isinstance(item, ast.ProjectAll):
@@ -380,8 +395,10 @@ def _compile_projection(
             continue
         fn = scalar_subquery(item.expr, comp.value(item.expr, scope))
         name = _key_alias(item, i)
-        if grouped and item.alias is None and isinstance(item.expr, ast.Aggregate):
-            aggregates += 1  # after GROUP BY, unnamed aggregates are _1, _2, ... in turn
+        if unnamed_aggregate[i - 1]:  # after GROUP BY, unnamed aggregates are _1, _2, ...
+            aggregates += 1
+            while f"_{aggregates}" in taken:  # ... skipping names other items have
+                aggregates += 1
             name = f"_{aggregates}"
         parts.append((name, fn))
 

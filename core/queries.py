@@ -153,9 +153,20 @@ def history(
 ) -> list[dict[str, Any]]:
     """Every revision of the table's documents (or of one) active in [start, end]."""
     table = _table_for_history(engine, table_name)
+    return table_history(engine, table.table_id, document_id, start, end)
+
+
+def table_history(
+    engine: Engine,
+    table_id: str,
+    document_id: str | None = None,
+    start: datetime.datetime | None = None,
+    end: datetime.datetime | None = None,
+) -> list[dict[str, Any]]:
+    """`history` of the table with that id (a dropped table's name may have been reused)."""
     lo, hi = _as_utc(start, "start"), _as_utc(end, "end")
     durable = engine.durable_seq
-    prefix = keys.revision_prefix(table.table_id, document_id or "")
+    prefix = keys.revision_prefix(table_id, document_id or "")
     located: list[tuple[str, int, int]] = []
     for key, value in engine.storage.scan(prefix, keys.prefix_end(prefix)):
         _, doc_id, version = keys.revision_key_parts(key)

@@ -564,7 +564,7 @@ class Transaction:
                 found[doc_id] = self._current(table, doc_id)
             return [(d, data) for d, data in found.items() if data is not None]
         committed = self._view.catalog.tables.get(table.table_id)
-        index = None if field is None or committed is None else committed.index_on(field)
+        index = None if field is None else self._committed_index(table, field)
         if values is not None and index is not None:
             for value in values:
                 key = value_key(value)
@@ -584,8 +584,13 @@ class Transaction:
     def narrow_lookup(self, table: TableDef, field: str) -> bool:
         """Whether select_documents(table, field, values) reads through an index (narrowly)
         rather than the whole table."""
+        return self._committed_index(table, field) is not None
+
+    def _committed_index(self, table: TableDef, field: str) -> IndexDef | None:
+        """The committed index on `field` (an index created in this transaction is built
+        only at commit, so it cannot be read yet)."""
         committed = self._view.catalog.tables.get(table.table_id)
-        return committed is not None and committed.index_on(field) is not None
+        return None if committed is None else committed.index_on(field)
 
     def committed_documents(self, table: TableDef) -> list[tuple[str, DocState]]:
         """The table's committed live documents (a table read; own writes not included)."""

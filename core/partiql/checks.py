@@ -264,6 +264,17 @@ def _check_projected_path(item: ast.ProjectItem | ast.ProjectAll) -> None:
         raise PartiQLSemanticError(".* in a SELECT list follows a variable and .field steps")
 
 
+# The type of what a constructor or a typed literal makes, whatever its contents.
+_CONSTRUCTED: dict[type, str] = {
+    ast.ListLit: "list",
+    ast.BagLit: "bag",
+    ast.SexpLit: "sexp",
+    ast.StructLit: "struct",
+    ast.DateLit: "date",
+    ast.TimeLit: "time",
+}
+
+
 def static_type(node: Any) -> str | None:
     """The PartiQL type of a constant expression (a literal or a constructor), else None."""
     if isinstance(node, ast.Lit):
@@ -271,18 +282,9 @@ def static_type(node: Any) -> str | None:
         if isinstance(value, functions.Quantifier | functions.DatePartValue):
             return None
         return "missing" if value is MISSING else pv.type_name(value)
-    if isinstance(node, ast.ListLit):
-        return "list"
-    if isinstance(node, ast.BagLit):
-        return "bag"
-    if isinstance(node, ast.SexpLit):
-        return "sexp"
-    if isinstance(node, ast.StructLit):
-        return "struct"
-    if isinstance(node, ast.DateLit):
-        return "date"
-    if isinstance(node, ast.TimeLit):
-        return "time"
+    constructed = _CONSTRUCTED.get(type(node))
+    if constructed is not None:
+        return constructed
     if isinstance(node, ast.Unary) and node.op in ("-", "+"):
         inner = static_type(node.operand)
         return inner if inner in pv.NUMERIC else None

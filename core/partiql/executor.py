@@ -23,11 +23,10 @@ unknown table is a TableNotFoundError, never an empty result.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from core import codec, keys, queries
+from core import codec, queries
 from core.catalog import TableDef
 from core.codec import CodecError
 from core.errors import (
@@ -420,46 +419,8 @@ class _Environment(Mapping[str, Any]):
             if found is None or found.table_id[:21] == "0" * 21:
                 raise TableNotFoundError(f"no table with id {str(table)!r}")
             self._tx.read_table(found)
-            return Bag(_history_by_id(engine, found.table_id, start, end))
+            return Bag(queries.table_history(engine, found.table_id, None, start, end))
         raise PartiQLEvaluationError("history() takes a table or a table id as its first argument")
-
-
-def _utc(bound: Any) -> Any:
-    """A history bound as an aware datetime (an unknown offset counts as UTC)."""
-    if bound is None or bound.tzinfo is not None:
-        return bound
-    return bound.replace(tzinfo=datetime.UTC)
-
-
-def _history_by_id(engine: Engine, table_id: str, start: Any, end: Any) -> list[Any]:
-    """queries.history for a table named by id (a dropped table's name may be taken)."""
-    lo, hi = _utc(start), _utc(end)
-    durable = engine.durable_seq
-    prefix = keys.revision_prefix(table_id, "")
-    located: list[tuple[str, int]] = []
-    for key, value in engine.storage.scan(prefix, keys.prefix_end(prefix)):
-        _, doc_id, _version = keys.revision_key_parts(key)
-        seq = keys.decode_u64(value)
-        if seq <= durable:
-            located.append((doc_id, seq))
-    blocks: dict[int, Any] = {}
-
-    def block(seq: int) -> Any:
-        return blocks.get(seq) or blocks.setdefault(seq, engine.read_block(seq))
-
-    revisions = []
-    for i, (doc_id, seq) in enumerate(located):
-        revision = next(r for r in block(seq)["revisions"] if r["metadata"]["id"] == doc_id)
-        successor = located[i + 1] if i + 1 < len(located) else None
-        ends_at = None
-        if successor is not None and successor[0] == doc_id:
-            ends_at = block(successor[1])["blockTimestamp"]
-        if hi is not None and revision["metadata"]["txTime"] > hi:
-            continue
-        if lo is not None and ends_at is not None and ends_at <= lo:
-            continue
-        revisions.append(revision)
-    return revisions
 
 
 class _TableSource(Source):

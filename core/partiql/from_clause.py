@@ -166,7 +166,9 @@ class FromCompiler:
             value = source(rt, b)
             if isinstance(value, Source) and not isinstance(value, (list, dict)):
                 if lookup is not None and (not uncorrelated or value.narrow(field)):
-                    for doc_id, doc in value.scan(lookup(rt, b)):
+                    wanted = lookup(rt, b)
+                    found = _looked_up(rt, value, wanted) if uncorrelated else value.scan(wanted)
+                    for doc_id, doc in found:
                         yield bind(b, doc, MISSING, doc_id)
                     return
                 # the whole table: read once per evaluation, hash-joined if correlated
@@ -520,6 +522,21 @@ def _rows_of(source: Source) -> tuple[list[Any], list[Any]]:
     """(document ids, documents) of a whole table."""
     pairs = list(source.scan(None))
     return [d for d, _ in pairs], [doc for _, doc in pairs]
+
+
+def _looked_up(rt: Runtime, source: Source, wanted: Lookup | None) -> list[tuple[Any, Any]]:
+    """A table's rows for a Lookup, read once per evaluation and Lookup: a join that probes
+    the same key for many rows of the other side reads it once (the read set is the same)."""
+    try:
+        values = None if wanted is None else tuple(group_key(v) for v in wanted.values)
+        key = ("lookup", source.name, None if wanted is None else wanted.field, values)
+        hit = rt.cache.get(key)
+    except (PartiQLEvaluationError, TypeError):  # a value with no key: read it afresh
+        return list(source.scan(wanted))
+    if hit is None:
+        hit = rt.cache[key] = list(source.scan(wanted))
+    rows: list[tuple[Any, Any]] = hit
+    return rows
 
 
 def _table_rows(rt: Runtime, source: Source) -> tuple[list[Any], list[Any]]:

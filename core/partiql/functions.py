@@ -25,7 +25,7 @@ Pure: no clock reads, no global mutable state (the tables below are read-only).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from types import MappingProxyType
@@ -72,7 +72,7 @@ _COLL = frozenset({"list", "sexp", "bag"})
 _SIZED = frozenset({"list", "sexp", "bag", "struct"})
 
 
-def _guard(fname: str, args: list[Any], allowed: list[frozenset[str] | None], mode: str) -> Any:
+def _guard(fname: str, args: list[Any], allowed: Sequence[frozenset[str] | None], mode: str) -> Any:
     """_OK when every argument is known and of an allowed type; otherwise the result the
     function returns (a type failure first, then MISSING, then null)."""
     for i, (a, ok) in enumerate(zip(args, allowed, strict=False)):
@@ -103,7 +103,7 @@ ARGUMENT_TYPES: Mapping[str, tuple[frozenset[str] | None, ...]] = MappingProxyTy
 
 
 def _char_length(args: list[Any], ctx: Context) -> Any:
-    r = _guard("char_length", args, list(ARGUMENT_TYPES["char_length"]), ctx.mode)
+    r = _guard("char_length", args, ARGUMENT_TYPES["char_length"], ctx.mode)
     return r if r is not _OK else len(pv.text_of(args[0]))
 
 
@@ -121,17 +121,17 @@ def _bit_length(args: list[Any], ctx: Context) -> Any:
 
 
 def _lower(args: list[Any], ctx: Context) -> Any:
-    r = _guard("lower", args, list(ARGUMENT_TYPES["lower"]), ctx.mode)
+    r = _guard("lower", args, ARGUMENT_TYPES["lower"], ctx.mode)
     return r if r is not _OK else pv.text_of(args[0]).lower()
 
 
 def _upper(args: list[Any], ctx: Context) -> Any:
-    r = _guard("upper", args, list(ARGUMENT_TYPES["upper"]), ctx.mode)
+    r = _guard("upper", args, ARGUMENT_TYPES["upper"], ctx.mode)
     return r if r is not _OK else pv.text_of(args[0]).upper()
 
 
 def _substring(args: list[Any], ctx: Context) -> Any:
-    r = _guard("substring", args, list(ARGUMENT_TYPES["substring"]), ctx.mode)
+    r = _guard("substring", args, ARGUMENT_TYPES["substring"], ctx.mode)
     if r is not _OK:
         return r
     s = pv.text_of(args[0])
@@ -147,7 +147,7 @@ def _substring(args: list[Any], ctx: Context) -> Any:
 
 
 def _position(args: list[Any], ctx: Context) -> Any:
-    r = _guard("position", args, list(ARGUMENT_TYPES["position"]), ctx.mode)
+    r = _guard("position", args, ARGUMENT_TYPES["position"], ctx.mode)
     return r if r is not _OK else pv.text_of(args[1]).find(pv.text_of(args[0])) + 1
 
 

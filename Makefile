@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: demo demo-embedded test lint bench bench-cluster bench-partiql clean
 
@@ -11,6 +12,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
+
+# The benchmark peers' Python driver (psycopg) on top of the test tools. etcd and
+# PostgreSQL themselves are system packages: benchmarks/peers.py says how to install them.
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $(BENCH_STAMP)
 
 demo: $(STAMP)
 	$(PY) -m cluster.demo
@@ -28,7 +35,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/engine.py
 
-bench-cluster: $(STAMP)
+bench-cluster: $(BENCH_STAMP)
 	$(PY) benchmarks/cluster.py
 
 bench-partiql: $(STAMP)

@@ -1,12 +1,16 @@
 """The simulated network shared by chaos/sim.py and chaos/ledger_sim.py.
 
 Messages are queued with a random delivery time (so they reorder), dropped or duplicated
-at the configured rates, and a partition splits the nodes in two groups that cannot talk.
+at the configured rates, and a partition splits the nodes in two groups that cannot talk
+(a name in neither group, such as a client, talks to both).
 All randomness comes from the `random.Random` the simulation passes in, drawn in a fixed
 order (drop, duplicate, then one latency per copy), so a seed replays exactly.
 
+`blocked` holds directed links that drop everything (a one-way partition: a -> b cut
+while b -> a works).
+
 Invariants: a message is delivered at most twice, never before its send time; nothing
-crosses a partition, neither when it is sent nor when it is due.
+crosses a partition or a blocked link, neither when it is sent nor when it is due.
 """
 
 from __future__ import annotations
@@ -33,15 +37,20 @@ class SimNetwork(Generic[T]):
         self.duplicate_rate = duplicate_rate
         self.latency_ms = latency_ms
         self.partition: list[Collection[str]] | None = None
+        self.blocked: set[tuple[str, str]] = set()  # directed (sender, to) pairs cut
         self.dropped = 0
         self._queue: list[tuple[int, int, str, str, T]] = []  # (due, order, sender, to, item)
         self._order = 0
 
     def cut(self, a: str, b: str) -> bool:
-        """True when a partition separates `a` from `b`."""
+        """True when a partition separates `a` from `b`, or the link a -> b is blocked."""
+        if (a, b) in self.blocked:
+            return True
         if self.partition is None:
             return False
-        return not any(a in side and b in side for side in self.partition)
+        side_a = next((i for i, side in enumerate(self.partition) if a in side), None)
+        side_b = next((i for i, side in enumerate(self.partition) if b in side), None)
+        return side_a is not None and side_b is not None and side_a != side_b
 
     def send(self, now_ms: int, sender: str, to: str, item: T) -> None:
         rng = self.rng

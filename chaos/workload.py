@@ -1,13 +1,16 @@
 """A bank-transfer workload for any ledger handle (embedded `Ledger` or `LedgerCluster`).
 
 Accounts start with equal balances; each transfer reads two accounts and moves an amount
-between them (serializable: the total never changes). Every acknowledged transfer that
-wrote is recorded by its transaction id, so a checker can then demand that each one is in
-the journal exactly once and that the total is conserved.
+between them (serializable: the total never changes). The workload picks every transaction
+id itself, so what the clients were told is recorded by id: every acknowledged transfer that
+wrote (a checker then demands that each is in the journal exactly once, and that the total
+is conserved), and every one the client was told failed (none may be in the journal).
 
 Invariants: a transaction is counted as acknowledged only when the handle returned its
 result, or raised TransactionCommittedError (it is in the journal, its result was lost);
-workers stop by themselves after `count` transactions or at `stop`.
+anything else a transfer raised is recorded, and an exception that is not a StrandError is
+kept in `unexpected` (a test fails on it); workers stop by themselves after `count`
+transactions or at `stop`.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from functools import partial
 from typing import Any, Protocol
 
 from core.errors import StrandError, TransactionCommittedError
+from core.ids import IdSource
 from core.transaction import Transaction
 
 TABLE = "Accounts"
@@ -28,7 +32,13 @@ START_BALANCE = 1_000
 
 
 class LedgerHandle(Protocol):
-    def execute_lambda(self, fn: Callable[[Transaction], Any], retry_limit: int = ...) -> Any: ...
+    def execute_lambda(
+        self,
+        fn: Callable[[Transaction], Any],
+        retry_limit: int = ...,
+        *,
+        transaction_id: str | None = ...,
+    ) -> Any: ...
 
 
 def open_accounts(ledger: LedgerHandle, accounts: int) -> None:
@@ -71,6 +81,8 @@ class WorkloadResult:
     """What the clients saw (mutable: filled by the workers)."""
 
     acknowledged: set[str] = field(default_factory=set)  # committed transfers that wrote
+    failed: set[str] = field(default_factory=set)  # the client was told they did not commit
+    unexpected: list[str] = field(default_factory=list)  # non-Strand exceptions: bugs
     answered: int = 0  # transfers acknowledged, including read-only ones (nothing to move)
     errors: dict[str, int] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)
@@ -92,20 +104,31 @@ def run_transfers(
     out = result if result is not None else WorkloadResult()
 
     def worker(worker_seed: int) -> None:
+        try:
+            work(worker_seed)
+        except BaseException as exc:  # a test must see it, not a silently shorter run
+            with out.lock:
+                out.unexpected.append(f"{type(exc).__name__}: {exc}")
+            raise
+
+    def work(worker_seed: int) -> None:
         rng = random.Random(worker_seed)
+        ids = IdSource(rng.randbytes)
         for _ in range(count):
             if stop is not None and stop.is_set():
                 return
             source, target = rng.sample(range(accounts), 2)
             fn = partial(transfer, source=source, target=target, amount=rng.randint(1, 100))
             started = time.perf_counter()
+            tx_id = ids.new_id()
             try:
-                tx_id, moved = ledger.execute_lambda(fn)
-            except TransactionCommittedError as exc:  # committed: it wrote a block
-                tx_id, moved = exc.transaction_id, True
+                _, moved = ledger.execute_lambda(fn, transaction_id=tx_id)
+            except TransactionCommittedError:  # committed: it wrote a block
+                moved = True
             except StrandError as exc:
                 with out.lock:
                     out.errors[type(exc).__name__] = out.errors.get(type(exc).__name__, 0) + 1
+                    out.failed.add(tx_id)
                     out.done += 1
                 continue
             elapsed_ms = (time.perf_counter() - started) * 1000

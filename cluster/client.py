@@ -1,29 +1,32 @@
 """LedgerCluster: the client handle of a Strand cluster, with the embedded Ledger's API.
 
     from cluster import LedgerCluster
-    cluster = LedgerCluster.start("configs/local-3az.toml")  # starts local Ray if none runs
+    cluster = LedgerCluster.start("configs/local-3az.toml")  # or .connect(config): TCP only
     cluster.execute_lambda(lambda tx: tx.insert("Car", {"VIN": "1"}))
     cluster.get_digest(); cluster.get_revision(address, doc_id); cluster.history("Car")
 
 Swapping `Ledger.open(path)` for `LedgerCluster.start(config)` is the one-line switch.
 
-Transactions: `execute_lambda(fn)` gives the call a transaction id, then hands (id, fn) to
-the CommitCoordinator, where fn runs next to the state it reads (Ray pickles it, closures
-included; like on the embedded ledger it must not have side effects outside the
-transaction, and its return value must pickle). Concurrent callers share Ray calls: while
-`max_inflight_calls` calls (default 1) are out, new transactions queue, and the next call
-takes the whole queue; the coordinator commits one call's transactions as one group. If
-the coordinator dies, the same ids are sent again once Ray has restarted it: the
-coordinator finds an id already in the journal (TransactionCommittedError) instead of
-applying it twice.
+The data plane is TCP, not Ray: the handle talks to each node's client port
+(cluster/connection.py, authenticated with the cluster secret), so a process that is not a
+Ray driver connects with the config file alone. `execute_lambda(fn)` gives the call a
+transaction id and sends `fn` (cloudpickled, closures included) to the leader, where a worker
+process runs it next to the data; like on the embedded ledger it must have no side effects
+outside the transaction, and its return value comes back (an Ion value as it was, anything
+else pickled). Concurrent callers share frames, each gets its own outcome.
 
-Reads: the digest actor serves digests, blocks and revisions with proofs; other reads go
-to the leader through ReadIndex (linearizable), or, with `consistency="stale"`, to any
-node, returning the sequence number they reflect.
+Retries, by the rules of core/commit.py: a `NotLeaderError` or a broken connection sends the
+same request, same transaction id, to the leader (found through the nodes' status); a
+resent run joins the one in flight or learns that it committed (`TransactionCommittedError`
+when its value is gone). A failure reported after an earlier send went unanswered is
+checked with `Resolve`: the leader answers with the transaction's block, or fences it off
+for good, so the caller is never told "failed" about a transaction that committed. A caller
+waiting on a node that stops answering is moved as soon as another node leads (the
+watchdog polls the nodes' status while a call is slow).
 
-For experiments: `leader()`, `nodes()`, `node_digests()`, `kill(name)`, `restart(name)`,
-`shutdown()`. Invariants: an acknowledged transaction is durable on a majority; a call
-this handle retries is one that cannot commit twice.
+Ray is the control plane: `start` places one StorageNode per AZ resource (attaching to a
+running Ray cluster when `RAY_ADDRESS` is set or `address=` is given, else starting a local
+one) and the digest actor; `kill`, `restart`, `pids` are for experiments.
 """
 
 from __future__ import annotations
@@ -39,55 +42,60 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-import ray
-from ray.exceptions import GetTimeoutError, RayActorError, RayError
-
-from cluster.common import (
-    COORDINATOR,
-    DIGEST,
-    HELPER_RESOURCE,
-    NAMESPACE,
-    NODE_RESOURCE,
-    actor_name,
-    unship,
-)
+from cluster import userdata
+from cluster.common import DIGEST, HELPER_RESOURCE, NAMESPACE, NODE_RESOURCE, actor_name
 from cluster.config import ClusterConfig, load_config
-from cluster.coordinator import CommitCoordinator
-from cluster.digest import DigestActor
-from cluster.node import StorageNode
-from core.errors import LedgerClosedError, NotLeaderError, UnavailableError
-from core.ids import IdSource
+from cluster.connection import Call, Calls
+from core.errors import (
+    CapacityExceededError,
+    InvalidArgumentError,
+    LedgerClosedError,
+    NotLeaderError,
+    TransactionCommittedError,
+    UnavailableError,
+)
+from core.ids import IdSource, is_id
+from core.ionhash import dot, ion_hash
+from core.journal import statement_digest
 from core.ledger import DEFAULT_RETRY_LIMIT, TransactionResult, run_reporting
+from core.requests import (
+    Abort,
+    Begin,
+    Commit,
+    Done,
+    Execute,
+    Failed,
+    Outcome,
+    Read,
+    Request,
+    Resolve,
+    Run,
+)
 from core.transaction import Transaction
 
 T = TypeVar("T")
-CALL_TIMEOUT_S = 60.0
-
-
-class _Request:
-    __slots__ = ("tx_id", "fn", "retry_limit", "outcome", "done")
-
-    def __init__(self, tx_id: str, fn: Callable[[Transaction], Any], retry_limit: int) -> None:
-        self.tx_id = tx_id
-        self.fn = fn
-        self.retry_limit = retry_limit
-        self.outcome: tuple[str, Any] | None = None
-        self.done = threading.Event()
+log = logging.getLogger("strand.client")
+CALL_TIMEOUT_S = 120.0  # give up on learning an outcome after this long
+ATTEMPT_TIMEOUT_S = 40.0  # a transaction runs for 30 s at most
+STATUS_TIMEOUT_S = 0.5
 
 
 class LedgerCluster:
     """A handle on a running cluster (see the module docstring). Safe to share between threads."""
 
-    def __init__(self, config: ClusterConfig, *, owns_ray: bool, max_inflight_calls: int = 1):
+    def __init__(self, config: ClusterConfig, *, owns_ray: bool = False) -> None:
         self.config = config
         self._owns_ray = owns_ray
         self._ids = IdSource(os.urandom)
-        self._cond = threading.Condition()
-        self._queue: list[_Request] = []
-        self._inflight = 0
-        self._max_inflight = max_inflight_calls
+        self._advertised: dict[str, tuple[str, int]] = {}
+        self._calls = Calls(config.secret, self._address)
+        self._leader = config.node_names[0]
         self._closed = False
         self._handles: dict[str, Any] = {}  # actors this handle created (they live while held)
+        self._lifetime: str | None = None
+        self._stop = threading.Event()
+        self._watchdog = threading.Thread(target=self._watch, name="strand-watchdog", daemon=True)
+        self._watchdog.start()
 
     # ----------------------------------------------------------------- lifecycle
     @classmethod
@@ -96,96 +104,116 @@ class LedgerCluster:
         config: str | os.PathLike[str] | ClusterConfig,
         *,
         data_root: str | os.PathLike[str] | None = None,
+        address: str | None = None,
+        detached: bool = False,
     ) -> LedgerCluster:
-        """Start the cluster's actors (and a local Ray with one resource per AZ, if none runs).
+        """Start the cluster's actors on Ray and wait for a leader.
 
-        `data_root` puts every node's LevelDB (and the coordinator's) under that directory
-        instead of the configured ones.
+        Attaches to a running Ray cluster when `address` is given or RAY_ADDRESS is set (its
+        nodes must carry the AZ resources); otherwise starts a local Ray with one resource
+        per AZ. `data_root` puts every node's LevelDB under that directory instead of the
+        configured ones. `detached` actors outlive this process (stop them with `shutdown`
+        from any handle on the same Ray cluster).
         """
+        import ray
+
         cfg = config if isinstance(config, ClusterConfig) else load_config(config)
         if data_root is not None:
             cfg = _with_data_root(cfg, Path(data_root))
         owns_ray = False
         if not ray.is_initialized():
-            resources = {node.az: 1.0 for node in cfg.nodes}
-            ray.init(
-                namespace=NAMESPACE,
-                resources=resources,
-                include_dashboard=False,
-                logging_level=logging.WARNING,
-                log_to_driver=os.environ.get("STRAND_RAY_LOGS") == "1",
-            )
+            address = address or os.environ.get("RAY_ADDRESS")
+            if address:
+                ray.init(address=address, namespace=NAMESPACE, logging_level=logging.WARNING)
+            else:
+                ray.init(
+                    namespace=NAMESPACE,
+                    resources={node.az: 1.0 for node in cfg.nodes},
+                    include_dashboard=False,
+                    logging_level=logging.WARNING,
+                    log_to_driver=os.environ.get("STRAND_RAY_LOGS") == "1",
+                )
             owns_ray = True
         handle = cls(cfg, owns_ray=owns_ray)
+        handle._lifetime = "detached" if detached else None
         for node in cfg.nodes:
             handle._spawn_node(node.name)
-        handle._spawn_helpers()
+        handle._spawn_digest()
         handle.wait_ready()
         return handle
 
     @classmethod
-    def connect(
-        cls, config: str | os.PathLike[str] | ClusterConfig, address: str = "auto"
-    ) -> LedgerCluster:
-        """Attach to a cluster started elsewhere (same config, same Ray cluster)."""
+    def connect(cls, config: str | os.PathLike[str] | ClusterConfig) -> LedgerCluster:
+        """Attach to a running cluster with its config alone (no Ray needed)."""
         cfg = config if isinstance(config, ClusterConfig) else load_config(config)
-        owns_ray = False
-        if not ray.is_initialized():
-            ray.init(address=address, namespace=NAMESPACE, logging_level=logging.WARNING)
-            owns_ray = True
-        handle = cls(cfg, owns_ray=owns_ray)
+        handle = cls(cfg)
         handle.wait_ready()
         return handle
 
     def _spawn_node(self, name: str) -> Any:
+        from cluster.node import StorageNode
+
         az = self.config.node(name).az
         handle = StorageNode.options(  # type: ignore[attr-defined]
-            name=self._name(name), namespace=NAMESPACE, resources={az: NODE_RESOURCE}
+            name=self._name(name),
+            namespace=NAMESPACE,
+            resources={az: NODE_RESOURCE},
+            lifetime=self._lifetime,
         ).remote(self.config, name)
         self._handles[name] = handle
         return handle
 
-    def _spawn_helpers(self) -> None:
+    def _spawn_digest(self) -> None:
+        from cluster.digest import DigestActor
+
         az = self.config.nodes[0].az
-        self._handles[COORDINATOR] = CommitCoordinator.options(  # type: ignore[attr-defined]
-            name=self._name(COORDINATOR), namespace=NAMESPACE, resources={az: HELPER_RESOURCE}
-        ).remote(self.config)
         self._handles[DIGEST] = DigestActor.options(  # type: ignore[attr-defined]
-            name=self._name(DIGEST), namespace=NAMESPACE, resources={az: HELPER_RESOURCE}
+            name=self._name(DIGEST),
+            namespace=NAMESPACE,
+            resources={az: HELPER_RESOURCE},
+            lifetime=self._lifetime,
         ).remote(self.config)
 
     def _name(self, role: str) -> str:
         return actor_name(self.config.cluster_name, role)
 
     def _actor(self, role: str) -> Any:
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(address="auto", namespace=NAMESPACE, logging_level=logging.WARNING)
         return ray.get_actor(self._name(role), namespace=NAMESPACE)
 
     def wait_ready(self, timeout_s: float = 60.0) -> str:
-        """Wait until a leader serves and the helpers answer; returns the leader's name."""
+        """Wait until a leader serves; returns its name."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            try:
-                ray.get([self._actor(r).ping.remote() for r in (COORDINATOR, DIGEST)], timeout=5)
-                leader = self.leader()
-                if leader is not None:
-                    return leader
-            except (RayError, GetTimeoutError, ValueError):
-                pass
+            leader = self.leader()
+            if leader is not None:
+                return leader
             time.sleep(0.05)
         raise UnavailableError(f"no leader within {timeout_s} s")
 
+    def close(self) -> None:
+        """Close this handle's connections (the cluster keeps running)."""
+        self._closed = True
+        self._stop.set()
+        self._calls.close()
+
     def shutdown(self) -> None:
         """Stop every actor of the cluster (and Ray, if this handle started it)."""
-        with self._cond:
-            self._closed = True
-        for role in (COORDINATOR, DIGEST, *self.config.node_names):
+        import ray
+        from ray.exceptions import GetTimeoutError, RayError
+
+        self.close()
+        for role in (DIGEST, *self.config.node_names):
             try:
                 actor = self._actor(role)
             except ValueError:
                 continue
             if role in self.config.node_names:
                 with contextlib.suppress(RayError, GetTimeoutError):
-                    ray.get(actor.shutdown.remote(), timeout=10)
+                    ray.get(actor.shutdown.remote(), timeout=20)
             ray.kill(actor, no_restart=True)
         self._handles.clear()
         if self._owns_ray:
@@ -197,135 +225,188 @@ class LedgerCluster:
     def __exit__(self, *exc_info: object) -> None:
         self.shutdown()
 
-    # ----------------------------------------------------------------- transactions
-    def execute_lambda(
-        self, fn: Callable[[Transaction], T], retry_limit: int = DEFAULT_RETRY_LIMIT
-    ) -> T:
-        """Run `fn(tx)` in a transaction on the coordinator and commit it on a majority.
+    # ----------------------------------------------------------------- calls
+    def _address(self, node: str) -> tuple[str, int]:
+        advertised = self._advertised.get(node)
+        if advertised is not None:
+            return advertised
+        port = self.config.client_port(node)
+        if port is None:
+            raise UnavailableError("the cluster config has no client_port_base")
+        return self.config.node(node).host, port
 
-        The coordinator retries the whole function up to `retry_limit` times on OCC conflict.
-        """
-        request = _Request(self._ids.new_id(), fn, retry_limit)
-        with self._cond:
-            if self._closed:
-                raise LedgerClosedError("the cluster handle is shut down")
-            self._queue.append(request)
-            while not request.done.is_set() and request in self._queue:
-                if self._inflight < self._max_inflight:
-                    self._send_queued()
+    def _once(
+        self, node: str, request: Request, timeout_s: float, read: bytes = b""
+    ) -> Outcome | None:
+        if self._closed:
+            raise LedgerClosedError("the cluster handle is closed")
+        call: Call = self._calls.send(node, request, read)
+        return self._calls.wait(call, timeout_s)
+
+    def _call(self, request: Request, read: bytes = b"") -> Outcome:
+        """Send `request` to the leader until it is decided (see the module docstring)."""
+        return self._call_at(request, read)[0]
+
+    def _call_at(self, request: Request, read: bytes = b"") -> tuple[Outcome, str]:
+        """`_call`, and the node that decided it."""
+        deadline = time.monotonic() + CALL_TIMEOUT_S
+        in_doubt = False
+        pause = 0.01
+        while time.monotonic() < deadline:
+            node = self._leader
+            outcome = self._once(node, request, ATTEMPT_TIMEOUT_S, read)
+            if outcome is None:  # lost, or abandoned for a newer leader: same id, again
+                in_doubt = in_doubt or isinstance(request, Run | Commit)
+                self._find_leader()
+                continue
+            if isinstance(outcome, Failed) and isinstance(outcome.error, NotLeaderError):
+                leader = outcome.error.leader
+                if leader in self.config.node_names and leader != node:
+                    self._leader = leader
                 else:
-                    self._cond.wait()
-        request.done.wait()
-        assert request.outcome is not None
-        kind, value = request.outcome
-        if kind == "ok":
-            return unship(value)  # type: ignore[no-any-return]
-        raise value
+                    time.sleep(pause)
+                    pause = min(pause * 2, 0.2)
+                    self._find_leader()
+                continue
+            if isinstance(outcome, Failed) and isinstance(
+                outcome.error, CapacityExceededError | UnavailableError
+            ):
+                time.sleep(pause)
+                pause = min(pause * 2, 1.0)
+                continue
+            doubtful = (
+                in_doubt and isinstance(outcome, Failed) and isinstance(request, Run | Commit)
+            )
+            if doubtful and not isinstance(outcome.error, TransactionCommittedError):  # type: ignore[union-attr]
+                return self._resolved(request.transaction_id, outcome), node  # type: ignore[union-attr, arg-type]
+            return outcome, node
+        tx_id = getattr(request, "transaction_id", None)
+        raise UnavailableError(
+            f"no leader decided the request in {CALL_TIMEOUT_S} s (transaction {tx_id})"
+        )
+
+    def _resolved(self, tx_id: str, failure: Failed) -> Outcome:
+        """An earlier send went unanswered: did the transaction commit after all?"""
+        answer = self._call(Resolve(tx_id))
+        if isinstance(answer, Done) and answer.sequence_no is not None:
+            message = (
+                f"transaction {tx_id} committed (block {answer.sequence_no}); its result was lost"
+            )
+            return Failed(TransactionCommittedError(message, tx_id, answer.sequence_no))
+        return failure
+
+    @staticmethod
+    def _raise(outcome: Failed) -> None:
+        if outcome.error is not None:
+            raise outcome.error
+        assert outcome.user_error is not None
+        raise userdata.decode_user_error(outcome.user_error)
+
+    # ----------------------------------------------------------------- transactions
+    def _run(self, payload: bytes, retry_limit: int, transaction_id: str | None) -> Done:
+        tx_id = self._ids.new_id() if transaction_id is None else transaction_id
+        if not is_id(tx_id):
+            raise InvalidArgumentError(f"a transaction id is 22 base62 characters, not {tx_id!r}")
+        outcome = self._call(Run(tx_id, payload, retry_limit))
+        if isinstance(outcome, Failed):
+            self._raise(outcome)
+        assert isinstance(outcome, Done)
+        return outcome
+
+    def execute_lambda(
+        self,
+        fn: Callable[[Transaction], T],
+        retry_limit: int = DEFAULT_RETRY_LIMIT,
+        *,
+        transaction_id: str | None = None,
+    ) -> T:
+        """Run `fn(tx)` in a transaction on the leader and commit it on a majority; the
+        whole function is run again on OCC conflict, up to `retry_limit` times. A
+        `transaction_id` of the caller's commits at most once, however often it is sent."""
+        done = self._run(userdata.encode_function(fn), retry_limit, transaction_id)
+        value: T = None if done.value is None else userdata.decode_value(done.value)  # type: ignore[assignment]
+        return value
 
     def execute_transaction(
-        self, fn: Callable[[Transaction], T], retry_limit: int = DEFAULT_RETRY_LIMIT
+        self,
+        fn: Callable[[Transaction], T],
+        retry_limit: int = DEFAULT_RETRY_LIMIT,
+        *,
+        transaction_id: str | None = None,
     ) -> TransactionResult[T]:
         """`execute_lambda`, returning also the transaction id, its block address (None
         when it wrote nothing) and the commit digest, as `Ledger.execute_transaction` does."""
-        value, tx_id, digest = self.execute_lambda(
-            functools.partial(run_reporting, fn), retry_limit
-        )
-        seq, _ = self.query("committed_seq", tx_id)
-        strand = self.get_digest()["digestTipAddress"]["strandId"]
-        address = None if seq is None else {"strandId": strand, "sequenceNo": seq}
+        payload = userdata.encode_function(functools.partial(run_reporting, fn))
+        done = self._run(payload, retry_limit, transaction_id)
+        assert done.value is not None
+        value, tx_id, digest = userdata.decode_value(done.value)
+        address = None
+        if done.sequence_no is not None:
+            address = {"strandId": self._strand_id(), "sequenceNo": done.sequence_no}
         return TransactionResult(value, tx_id, address, digest)
 
-    def _send_queued(self) -> None:
-        """Send the whole queue in one call. Called and returns with `_cond` held."""
-        batch, self._queue = self._queue, []
-        self._inflight += 1
-        self._cond.release()
-        try:
-            outcomes = self._call_coordinator([(r.tx_id, r.fn, r.retry_limit) for r in batch])
-        except BaseException as exc:
-            outcomes = [("error", exc)] * len(batch)
-        finally:
-            self._cond.acquire()
-            self._inflight -= 1
-            self._cond.notify_all()
-        for request, outcome in zip(batch, outcomes, strict=True):
-            request.outcome = outcome
-            request.done.set()
+    def begin_transaction(self) -> ClusterTransaction:
+        """An interactive transaction (statements sent one at a time, then commit): QLDB's
+        session transaction. It lives on the leader that began it, 30 s at most."""
+        outcome, node = self._call_at(Begin())
+        if isinstance(outcome, Failed):
+            self._raise(outcome)
+        assert isinstance(outcome, Done)
+        assert outcome.transaction_id is not None
+        return ClusterTransaction(self, node, outcome.transaction_id)
 
-    def _call_coordinator(self, requests: list[tuple[str, Any, int]]) -> list[tuple[str, Any]]:
-        deadline = time.monotonic() + CALL_TIMEOUT_S
-        while True:
-            try:
-                ref = self._actor(COORDINATOR).execute.remote(requests)
-                return ray.get(ref, timeout=CALL_TIMEOUT_S)  # type: ignore[no-any-return]
-            except (RayActorError, ValueError):
-                # the coordinator died (Ray restarts it): resend the same ids, which the
-                # restarted coordinator recognises if they committed
-                if time.monotonic() > deadline:
-                    raise UnavailableError("the commit coordinator did not come back") from None
-                time.sleep(0.1)
+    # ----------------------------------------------------------------- reads
+    def query(
+        self, method: str, *args: Any, consistency: str = "linearizable", node: str | None = None
+    ) -> tuple[Any, int]:
+        """Run a read on a node: (result, the sequence number it reflects at least).
 
-    # ----------------------------------------------------------------- journal reads
-    def _digest_call(self, method: str, *args: Any) -> Any:
-        deadline = time.monotonic() + CALL_TIMEOUT_S
-        while True:
-            try:
-                return unship(
-                    ray.get(getattr(self._actor(DIGEST), method).remote(*args), timeout=30)
-                )
-            except (RayActorError, ValueError):
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+        "linearizable" (default) goes to the leader, which confirms its leadership first
+        (ReadIndex); "stale" reads whatever `node` (default: the first that answers) holds.
+        """
+        if consistency not in ("linearizable", "stale"):
+            raise ValueError("consistency is 'linearizable' or 'stale'")
+        payload = userdata.encode_read(method, args)
+        if consistency == "linearizable" and node is None:
+            outcome = self._call(Read(True), payload)
+        else:
+            outcome = self._stale(payload, node)
+        if isinstance(outcome, Failed):
+            self._raise(outcome)
+        assert isinstance(outcome, Done)
+        assert outcome.value is not None
+        return userdata.decode_value(outcome.value), int(outcome.sequence_no or 0)
+
+    def _stale(self, payload: bytes, node: str | None) -> Outcome:
+        names = [node] if node is not None else list(self.config.node_names)
+        for _ in range(3):
+            for name in names:
+                outcome = self._once(name, Read(False), 10.0, payload)
+                if outcome is not None:
+                    return outcome
+            time.sleep(0.1)
+        raise UnavailableError(f"no node of {names} answered")
+
+    def _strand_id(self) -> str:
+        from cluster.common import genesis_of
+
+        return genesis_of(self.config).strand_id
 
     def get_digest(self, digest_tip_address: Any = None) -> dict[str, Any]:
-        return self._digest_call("get_digest", digest_tip_address)  # type: ignore[no-any-return]
+        return self.query("get_digest", digest_tip_address)[0]  # type: ignore[no-any-return]
 
     def get_block(self, block_address: Any, digest_tip_address: Any = None) -> dict[str, Any]:
-        return self._digest_call("get_block", block_address, digest_tip_address)  # type: ignore[no-any-return]
+        return self.query("get_block", block_address, digest_tip_address)[0]  # type: ignore[no-any-return]
 
     def get_revision(
         self, block_address: Any, document_id: str, digest_tip_address: Any = None
     ) -> dict[str, Any]:
-        result = self._digest_call("get_revision", block_address, document_id, digest_tip_address)
-        return result  # type: ignore[no-any-return]
+        return self.query("get_revision", block_address, document_id, digest_tip_address)[0]  # type: ignore[no-any-return]
 
     def get_consistency_proof(
         self, old_tip_address: Any, new_tip_address: Any = None
     ) -> dict[str, Any]:
-        result = self._digest_call("get_consistency_proof", old_tip_address, new_tip_address)
-        return result  # type: ignore[no-any-return]
-
-    def query(
-        self, method: str, *args: Any, consistency: str = "linearizable", node: str | None = None
-    ) -> tuple[Any, int]:
-        """Run a read on a node: (result, the sequence number it reflects).
-
-        "linearizable" (default) goes through the leader's ReadIndex; "stale" reads whatever
-        `node` (default: any answering node) has applied.
-        """
-        if consistency not in ("linearizable", "stale"):
-            raise ValueError("consistency is 'linearizable' or 'stale'")
-        deadline = time.monotonic() + CALL_TIMEOUT_S
-        while True:
-            target = node
-            if target is None:
-                target = self.leader() if consistency == "linearizable" else self._any_node()
-            if target is not None:
-                try:
-                    ref = self._actor(target).query.remote(
-                        method, args, consistency == "linearizable"
-                    )
-                    kind, value, seq = ray.get(ref, timeout=30)
-                except (RayError, GetTimeoutError, ValueError):
-                    kind, value, seq = "error", NotLeaderError("node unreachable"), None
-                if kind == "ok":
-                    return unship(value), seq
-                if not isinstance(value, NotLeaderError) or node is not None:
-                    raise value
-            if time.monotonic() > deadline:
-                raise UnavailableError("no node could serve the read")
-            time.sleep(0.05)
+        return self.query("get_consistency_proof", old_tip_address, new_tip_address)[0]  # type: ignore[no-any-return]
 
     def history(
         self, table: str, document_id: str | None = None, start: Any = None, end: Any = None
@@ -338,35 +419,36 @@ class LedgerCluster:
     def list_tables(self) -> list[str]:
         return self.query("list_tables")[0]  # type: ignore[no-any-return]
 
-    # ----------------------------------------------------------------- experiments
+    # ----------------------------------------------------------------- the nodes
+    def _status(self, name: str) -> dict[str, Any] | None:
+        outcome = self._once(
+            name, Read(False), STATUS_TIMEOUT_S, userdata.encode_read("status", [])
+        )
+        if not isinstance(outcome, Done) or outcome.value is None:
+            return None
+        status: dict[str, Any] = userdata.decode_value(outcome.value)
+        return status
+
     def nodes(self) -> list[dict[str, Any]]:
-        """Each reachable node's status (role, term, leader, indexes, sequence_no, digest)."""
-        refs = []
-        for name in self.config.node_names:
-            try:
-                refs.append((name, self._actor(name).status.remote()))
-            except ValueError:
-                refs.append((name, None))
+        """Each node's status (role, term, leader, indexes, sequence_no, digest, az), or
+        {"node": name, "role": "down"} for one that does not answer."""
         out = []
-        for name, ref in refs:
-            try:
-                out.append(ray.get(ref, timeout=5) if ref is not None else _down(name))
-            except (RayError, GetTimeoutError):
-                out.append(_down(name))
+        for name in self.config.node_names:
+            status = self._status(name)
+            out.append(status if status is not None else {"node": name, "role": "down"})
         return out
 
-    def _any_node(self) -> str | None:
-        for status in self.nodes():
-            if status["role"] != "down":
-                return str(status["node"])
-        return None
-
-    def leader(self) -> str | None:
-        """The node that leads (in the highest term) and has committed in its term, if any."""
+    def _find_leader(self) -> str | None:
         leaders = [s for s in self.nodes() if s["role"] == "leader" and s.get("ready")]
         if not leaders:
             return None
-        return str(max(leaders, key=lambda s: s["term"])["node"])
+        best = max(leaders, key=lambda s: s["term"])
+        self._leader = str(best["node"])
+        return self._leader
+
+    def leader(self) -> str | None:
+        """The node that leads (in the highest term) and has committed in its term, if any."""
+        return self._find_leader()
 
     def node_digests(self) -> dict[str, tuple[int, bytes]]:
         """Each live replica's (sequence number, digest) at its commit index."""
@@ -374,16 +456,36 @@ class LedgerCluster:
             s["node"]: (s["sequence_no"], s["digest"]) for s in self.nodes() if s["role"] != "down"
         }
 
-    def kill(self, name: str, *, restart: bool = False) -> None:
-        """Kill an actor ("a", "coordinator", "digest", ...) the hard way (ray.kill).
+    def _watch(self) -> None:
+        """While a call waits longer than an election timeout, poll the nodes; move callers
+        off a node that another node has replaced as leader (a frozen leader, say)."""
+        patience_s = self.config.election_timeout_ms / 1000
+        while not self._stop.wait(patience_s / 2):
+            waiting = self._calls.pending_nodes()
+            if not waiting:
+                continue
+            time.sleep(patience_s / 2)
+            still = self._calls.pending_nodes() & waiting
+            if not still:
+                continue
+            leader = self._find_leader()
+            if leader is None:
+                continue
+            for node in still - {leader}:
+                log.info("abandoning %s: %s leads", node, leader)
+                self._calls.abandon(node)
 
-        Nodes stay down until `restart(name)` unless `restart=True`; with `restart=True` Ray
-        restarts the actor itself (max_restarts), as after a crash.
-        """
+    # ----------------------------------------------------------------- experiments
+    def kill(self, name: str, *, restart: bool = False) -> None:
+        """Kill a node's actor the hard way (ray.kill); with `restart`, Ray restarts it."""
+        import ray
+
         ray.kill(self._actor(name), no_restart=not restart)
 
     def restart(self, name: str, timeout_s: float = 30.0) -> None:
         """Start a killed node again from its LevelDB directory."""
+        import ray
+
         if name not in self.config.node_names:
             raise ValueError(f"{name!r} is not a node of this cluster")
         deadline = time.monotonic() + timeout_s
@@ -397,12 +499,77 @@ class LedgerCluster:
             time.sleep(0.05)
         ray.get(self._spawn_node(name).ping.remote(), timeout=timeout_s)
 
-    def coordinator_status(self) -> dict[str, Any]:
-        return ray.get(self._actor(COORDINATOR).status.remote(), timeout=10)  # type: ignore[no-any-return]
+    def audit(self, method: str, *args: Any) -> Any:
+        """Ask the digest actor (which verifies every answer before it serves it):
+        "get_digest", "get_block" or "get_revision", with their arguments."""
+        import ray
+
+        return userdata.decode_value(
+            ray.get(getattr(self._actor(DIGEST), method).remote(*args), timeout=60)
+        )
+
+    def pids(self, name: str) -> list[int]:
+        """The OS processes of a node (its actor's and its workers'), for process faults."""
+        import ray
+
+        return ray.get(self._actor(name).pids.remote(), timeout=10)  # type: ignore[no-any-return]
 
 
-def _down(name: str) -> dict[str, Any]:
-    return {"node": name, "role": "down"}
+class ClusterTransaction:
+    """An interactive transaction on the cluster (`LedgerCluster.begin_transaction`)."""
+
+    def __init__(self, cluster: LedgerCluster, node: str, transaction_id: str) -> None:
+        self._cluster = cluster
+        self._node = node
+        self.transaction_id = transaction_id
+        self._digest = ion_hash(transaction_id)
+
+    def execute_statement(self, statement: str, *parameters: Any) -> list[Any]:
+        """Run one PartiQL statement in this transaction; its rows."""
+        payload = userdata.encode_statement(statement, parameters)
+        outcome = self._cluster._once(
+            self._node, Execute(self.transaction_id, payload), ATTEMPT_TIMEOUT_S
+        )
+        if outcome is None:
+            raise UnavailableError(
+                f"the node running transaction {self.transaction_id} did not answer"
+            )
+        if isinstance(outcome, Failed):
+            LedgerCluster._raise(outcome)
+        assert isinstance(outcome, Done)
+        assert outcome.value is not None
+        text_hash = ion_hash(statement)
+        self._digest = dot(
+            self._digest, statement_digest(text_hash, [ion_hash(p) for p in parameters])
+        )
+        return userdata.decode_value(outcome.value)  # type: ignore[no-any-return]
+
+    def commit(self) -> TransactionResult[None]:
+        """Commit (the server checks QLDB's commit digest against its own). If the node does
+        not answer, the leader resolves whether it committed."""
+        cluster = self._cluster
+        outcome = cluster._once(
+            self._node, Commit(self.transaction_id, self._digest), ATTEMPT_TIMEOUT_S
+        )
+        if outcome is None:
+            lost = Failed(UnavailableError(f"transaction {self.transaction_id} did not commit"))
+            outcome = cluster._resolved(self.transaction_id, lost)
+        if isinstance(outcome, Failed):
+            if isinstance(outcome.error, TransactionCommittedError):
+                seq = outcome.error.sequence_no
+                outcome = Done(self.transaction_id, None, seq, self._digest)
+            else:
+                LedgerCluster._raise(outcome)
+        assert isinstance(outcome, Done)
+        address = None
+        if outcome.sequence_no is not None:
+            address = {"strandId": self._cluster._strand_id(), "sequenceNo": outcome.sequence_no}
+        return TransactionResult(
+            None, self.transaction_id, address, outcome.commit_digest or self._digest
+        )
+
+    def abort(self) -> None:
+        self._cluster._once(self._node, Abort(self.transaction_id), 5.0)
 
 
 def _with_data_root(config: ClusterConfig, root: Path) -> ClusterConfig:

@@ -9,23 +9,19 @@ name after any restart.
 from __future__ import annotations
 
 import hashlib
-import os
-from pathlib import Path
-from typing import Any
 
 from cluster.config import ClusterConfig
-from core import codec
+from core.commit import CommitConfig
 from core.engine import Genesis
 from core.ids import base62_id
 from core.raft import RaftConfig
 
 NAMESPACE = "strand"
-COORDINATOR = "coordinator"
 DIGEST = "digest"
 # Block 0's timestamp: the day Amazon QLDB stopped (every Strand cluster's genesis shares it).
 GENESIS_MS = 1_753_920_000_000  # 2025-07-31T00:00:00Z
 NODE_RESOURCE = 0.5  # of the node's AZ resource: one node per AZ, room for the others
-HELPER_RESOURCE = 0.1  # coordinator and digest actor
+HELPER_RESOURCE = 0.1  # the digest actor
 
 
 def actor_name(cluster_name: str, role: str) -> str:
@@ -49,24 +45,8 @@ def raft_config(config: ClusterConfig) -> RaftConfig:
     )
 
 
-def coordinator_dir(config: ClusterConfig) -> str:
-    """The coordinator's own LevelDB: beside the nodes' directories."""
-    first = Path(config.nodes[0].data_dir)
-    return os.fspath(first.parent / "coordinator")
-
-
-def ship(value: object) -> tuple[str, object]:
-    """A value to send through Ray: Ion values (documents, blocks, whose Timestamps do not
-    survive pickling) go in core.codec's Ion-preserving encoding; anything else as is."""
-    try:
-        return ("ion", codec.pack(value, check_names=False))
-    except (TypeError, ValueError):
-        return ("py", value)
-
-
-def unship(shipped: tuple[str, object]) -> Any:
-    kind, payload = shipped
-    if kind == "ion":
-        assert isinstance(payload, bytes)
-        return codec.unpack(payload)
-    return payload
+def commit_config(config: ClusterConfig) -> CommitConfig:
+    return CommitConfig(
+        max_batch_transactions=config.max_batch_transactions,
+        transaction_timeout_ms=config.transaction_timeout_ms,
+    )

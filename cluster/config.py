@@ -19,6 +19,8 @@ Schema (top level; unknown keys are rejected at every level):
     election_ticks          int > heartbeat_ticks, default 50
     max_batch_transactions  int >= 1, default 256: transactions per proposed batch
     max_entries_per_message int >= 1, default 64: Raft entries per append message
+    transaction_timeout_ms  int >= 100, default 30000: how long a transaction may run (QLDB's
+                            30 s; tests lower it); a worker still running one then is killed
     client_port_base        int, optional: node i (file order) serves clients on base + i
     [[nodes]]               an odd number of them (1, 3, 5, ...), each with
         name                unique; letters, digits, "_", ".", "-"
@@ -52,6 +54,7 @@ DEFAULT_HEARTBEAT_TICKS = 5
 DEFAULT_ELECTION_TICKS = 50
 DEFAULT_MAX_BATCH_TRANSACTIONS = 256
 DEFAULT_MAX_ENTRIES_PER_MESSAGE = 64
+DEFAULT_TRANSACTION_TIMEOUT_MS = 30_000
 SECRET_BYTES_MIN = 16
 HEX_PREFIX = "hex:"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -65,6 +68,7 @@ _TOP_LEVEL_KEYS = frozenset(
         "election_ticks",
         "max_batch_transactions",
         "max_entries_per_message",
+        "transaction_timeout_ms",
         "client_port_base",
         "nodes",
         "links",
@@ -109,6 +113,7 @@ class ClusterConfig:
     max_batch_transactions: int
     max_entries_per_message: int
     client_port_base: int | None = None
+    transaction_timeout_ms: int = DEFAULT_TRANSACTION_TIMEOUT_MS
 
     @property
     def election_timeout_ms(self) -> int:
@@ -190,6 +195,9 @@ def parse_config(data: Mapping[str, Any], base_dir: str | os.PathLike[str]) -> C
             data, "max_entries_per_message", DEFAULT_MAX_ENTRIES_PER_MESSAGE, minimum=1
         ),
         client_port_base=_parse_client_port_base(data.get("client_port_base"), nodes),
+        transaction_timeout_ms=_int_field(
+            data, "transaction_timeout_ms", DEFAULT_TRANSACTION_TIMEOUT_MS, minimum=100
+        ),
     )
 
 

@@ -1,63 +1,33 @@
-"""DigestActor: the Merkle tree over the committed journal, serving digests and proofs.
+"""DigestActor: digests and proofs, each checked before it is served, for auditors on Ray.
 
-It keeps its own copy of the tree (every complete node, in memory) built from the block
-hashes of committed blocks, which it pulls from the leader StorageNode before answering
-(so a digest covers at least every block committed before the call). Blocks themselves are
-read from a node on demand and checked (their hashes recomputed, and the leaf of the
-tree compared) before a proof is built for them. After a restart it rebuilds the tree from
-a node's LevelDB, which for 10^5 blocks takes well under a second.
+It keeps no copy of the journal or of the Merkle tree: every question goes to the leader over
+the client data plane (a linearizable read, so a digest covers every block committed before
+the call), where the node answers from the complete Merkle nodes and blocks it stores
+(core.queries). What the actor adds is distrust, as an auditor's client would: before it
+serves an answer it verifies it with `core.verification` alone (a block or revision against
+its proof and the digest it names), and it remembers the last digest it served and demands
+a consistency proof from it to every newer digest, so it never serves a digest of a journal
+that rewrote what an earlier digest covered. A restarted actor serves at once: its memory is
+one digest, whatever the journal's length.
 
-Invariants: the tree only grows; leaf n is the hash of block n as committed; every answer
-has the same shape as the embedded ledger's (core.queries), so `core.verification` checks
-it unchanged.
+Methods return `cluster.userdata.encode_value` bytes (Ion values survive them; pickling does
+not keep amazon-ion's timestamps): `LedgerCluster.audit(method, ...)` decodes them.
+
+Invariants: every digest served is consistent with every earlier one this incarnation served;
+every proof served verifies against the digest it comes with.
 """
 
 from __future__ import annotations
 
 import threading
-import time
 from typing import Any
 
 import ray
-from ray.exceptions import GetTimeoutError, RayError
 
-from cluster.common import NAMESPACE, actor_name, genesis_of, ship
+from cluster import userdata
 from cluster.config import ClusterConfig
-from core import codec, merkle, queries
-from core.errors import BlockNotFoundError, CorruptLedgerError, UnavailableError
-from core.journal import Block, check_block
-
-
-class _Tree:
-    """A JournalSource for core.queries: the tree here, blocks fetched from a node."""
-
-    def __init__(self, strand_id: str, fetch: Any) -> None:
-        self.strand_id = strand_id
-        self.frontier = merkle.Frontier()
-        self.nodes: dict[tuple[int, int], bytes] = {}
-        self._fetch = fetch
-
-    @property
-    def durable_seq(self) -> int:
-        return self.frontier.size - 1
-
-    def append(self, leaf: bytes) -> None:
-        for level, index, node in self.frontier.append(leaf):
-            self.nodes[(level, index)] = node
-
-    def get_node(self, level: int, index: int) -> bytes:
-        try:
-            return self.nodes[(level, index)]
-        except KeyError:
-            raise BlockNotFoundError(f"no Merkle node ({level}, {index})") from None
-
-    def read_block(self, seq: int) -> Block:
-        raw = self._fetch(seq)
-        block: Block = codec.decode(raw)
-        problem = check_block(block)
-        if problem is not None or block["blockHash"] != self.get_node(0, seq):
-            raise CorruptLedgerError(f"block {seq} from the node does not match the tree")
-        return block
+from core import verification
+from core.errors import CorruptLedgerError
 
 
 @ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=0, max_concurrency=16)  # type: ignore[call-overload]
@@ -65,90 +35,68 @@ class DigestActor:
     """See the module docstring."""
 
     def __init__(self, config: ClusterConfig) -> None:
-        self.config = config
+        from cluster.client import LedgerCluster
+
+        self.cluster = LedgerCluster(config)
         self._lock = threading.Lock()
-        self._leader: str | None = None
-        self.tree = _Tree(genesis_of(config).strand_id, self._fetch_block)
+        self._last: dict[str, Any] | None = None  # the newest digest served
+        self.stats = {"digests": 0, "consistency_checks": 0, "proofs_checked": 0}
 
     def ping(self) -> str:
         return "digest"
 
-    def _node(self, name: str) -> Any:
-        return ray.get_actor(actor_name(self.config.cluster_name, name), namespace=NAMESPACE)
-
-    def _statuses(self) -> dict[str, dict[str, Any]]:
-        refs = {}
-        for name in self.config.node_names:  # ask them all at once
-            try:
-                refs[name] = self._node(name).status.remote()
-            except ValueError:  # not registered (being restarted)
-                continue
-        out = {}
-        for name, ref in refs.items():
-            try:
-                out[name] = ray.get(ref, timeout=2)
-            except (RayError, GetTimeoutError):
-                continue
-        return out
-
-    def _source(self) -> str:
-        """The node to read from: the ready leader, else the most advanced node."""
-        statuses = self._statuses()
-        leaders = [s for s in statuses.values() if s["role"] == "leader" and s["ready"]]
-        if leaders:
-            return str(max(leaders, key=lambda s: s["term"])["node"])
-        if statuses:
-            return str(max(statuses.values(), key=lambda s: s["sequence_no"])["node"])
-        raise UnavailableError("no storage node answers")
-
-    def _fetch_block(self, seq: int) -> bytes:
-        for _ in range(3):
-            name = self._leader or self._source()
-            try:
-                raws = ray.get(self._node(name).read_blocks.remote(seq, 1), timeout=10)
-            except (RayError, GetTimeoutError, ValueError):
-                self._leader = None
-                continue
-            if raws:
-                return bytes(raws[0])
-            self._leader = None
-        raise BlockNotFoundError(f"no node serves block {seq}")
-
-    def catch_up(self) -> int:
-        """Pull the hashes of newly committed blocks; returns the tree's last sequence number."""
+    def _digest(self, tip_address: Any = None) -> dict[str, Any]:
+        digest = self.cluster.get_digest(tip_address)
         with self._lock:
-            deadline = time.monotonic() + 10
-            while True:
-                try:
-                    name = self._leader or self._source()
-                    hashes = ray.get(
-                        self._node(name).block_hashes.remote(self.tree.frontier.size), timeout=10
-                    )
-                    self._leader = name
-                    break
-                except (RayError, GetTimeoutError, ValueError, UnavailableError):
-                    self._leader = None
-                    if time.monotonic() > deadline:
-                        raise UnavailableError("no node serves block hashes") from None
-                    time.sleep(0.05)
-            for leaf in hashes:
-                self.tree.append(bytes(leaf))
-            return self.tree.durable_seq
+            last = self._last
+            seq = digest["digestTipAddress"]["sequenceNo"]
+            if last is not None:
+                old, new = last, digest
+                if seq < last["digestTipAddress"]["sequenceNo"]:
+                    old, new = digest, last
+                self._check_consistent(old, new)
+            if last is None or seq > last["digestTipAddress"]["sequenceNo"]:
+                self._last = digest
+            self.stats["digests"] += 1
+        return digest
 
-    def get_digest(self, tip_address: Any = None) -> tuple[str, object]:
-        self.catch_up()
-        return ship(queries.get_digest(self.tree, tip_address))
+    def _check_consistent(self, old: dict[str, Any], new: dict[str, Any]) -> None:
+        old_seq = old["digestTipAddress"]["sequenceNo"]
+        new_seq = new["digestTipAddress"]["sequenceNo"]
+        if old_seq == new_seq:
+            if old["digest"] != new["digest"]:
+                raise CorruptLedgerError(f"two digests at block {old_seq}")
+            return
+        proof = self.cluster.get_consistency_proof(old["digestTipAddress"], new["digestTipAddress"])
+        self.stats["consistency_checks"] += 1
+        if not verification.verify_consistency(
+            old_seq + 1, new_seq + 1, old["digest"], new["digest"], proof["proof"]
+        ):
+            raise CorruptLedgerError(
+                f"the digest at block {new_seq} does not extend the one served at block {old_seq}"
+            )
 
-    def get_block(self, address: Any, tip_address: Any = None) -> tuple[str, object]:
-        self.catch_up()
-        return ship(queries.get_block(self.tree, address, tip_address))
+    def get_digest(self, tip_address: Any = None) -> bytes:
+        return userdata.encode_value(self._digest(tip_address))
 
-    def get_revision(
-        self, address: Any, document_id: str, tip_address: Any = None
-    ) -> tuple[str, object]:
-        self.catch_up()
-        return ship(queries.get_revision(self.tree, address, document_id, tip_address))
+    def get_block(self, address: Any, tip_address: Any = None) -> bytes:
+        digest = self._digest(tip_address)
+        answer = self.cluster.get_block(address, digest["digestTipAddress"])
+        if not verification.verify_block(answer["block"], answer["proof"], digest["digest"]):
+            raise CorruptLedgerError(f"the block at {address} does not verify")
+        self.stats["proofs_checked"] += 1
+        return userdata.encode_value({**answer, "digest": digest})
 
-    def get_consistency_proof(self, old_tip: Any, new_tip: Any = None) -> tuple[str, object]:
-        self.catch_up()
-        return ship(queries.get_consistency_proof(self.tree, old_tip, new_tip))
+    def get_revision(self, address: Any, document_id: str, tip_address: Any = None) -> bytes:
+        digest = self._digest(tip_address)
+        answer = self.cluster.get_revision(address, document_id, digest["digestTipAddress"])
+        if not verification.verify_revision(answer["revision"], answer["proof"], digest["digest"]):
+            raise CorruptLedgerError(f"the revision of {document_id} at {address} does not verify")
+        self.stats["proofs_checked"] += 1
+        return userdata.encode_value({**answer, "digest": digest})
+
+    def status(self) -> dict[str, Any]:
+        with self._lock:
+            last = self._last
+        seq = None if last is None else last["digestTipAddress"]["sequenceNo"]
+        return {"last_served_sequence_no": seq, **self.stats}

@@ -1,93 +1,118 @@
 """StorageNode: the Ray actor that hosts one replica of the ledger in one availability zone.
 
-The actor is a thin shell around `core.replica.Replica` (all protocol logic is there). It
-owns one LevelDB directory and runs an asyncio loop on a thread of its own, started in
-`__init__`, so a node that Ray restarts is back in the cluster without anyone calling it:
-- a timer ticks the replica every `tick_ms`;
-- the TCP `Transport` delivers peers' messages (HMAC-authenticated, core.wire-encoded);
-- after any input, ONE `process_ready` runs per loop iteration (so messages that arrive
-  together share one synced write), then its messages go out and waiters are woken.
-Ray calls (from the coordinator, the digest actor and clients) run on Ray's threads and
-hand work to the loop with `run_coroutine_threadsafe`; reads of committed state go straight
-to the engine (LevelDB is safe for concurrent readers).
+The node is a shell (all protocol logic is in core/): `NodeHost` owns one LevelDB directory,
+the `core.replica.Replica` on it, the `core.commit.CommitMachine` beside it, and runs them on
+an asyncio loop on a thread of its own, started in `__init__`, so a node that Ray restarts is
+back in the cluster without anyone calling it. On that loop:
+- a timer ticks the replica and the machine every `tick_ms`;
+- the peer transport (cluster/transport.py) delivers peers' Raft messages (core.wire);
+- the client port (cluster/clientserver.py) delivers clients' requests (core.client_wire);
+- the worker pool (cluster/workers.py) delivers the results of the jobs it ran;
+- after any input, `_process` carries out the duties in the order core states them:
+  `process_ready` (persist, apply), send its messages, `observe`, then the machine's duties
+  (run a job on a worker, send a reply, serve a read), and repeats until nothing is ready.
+Reads of committed state (queries, digests, proofs) run on a small thread pool, so a long
+one (`verify_journal` of a big journal) never delays heartbeats. Ray is the control plane
+only: it places the actor (`resources={az: ...}`), restarts it, and serves `status`, `pids`
+and `shutdown` calls for experiments; no transaction crosses Ray.
 
-Invariants: the replica is touched only on the loop's thread; `propose` answers "ok" only
-once its entry is applied on this node as the leader's (same index AND term), i.e. durable
-on a majority; a proposal carrying a fence token older than one this node has seen is
-refused, so a coordinator that gave up on an earlier proposal can rely on it never landing.
+Invariants: the replica and the machine are touched only on the loop's thread; a client is
+answered only what the machine decided; a node that does not lead answers every request
+with the leader's name (and the client port comes from the config).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 import random
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import ray
 
-from cluster.common import genesis_of, raft_config, ship
+from cluster import userdata
+from cluster.clientserver import ClientServer
+from cluster.common import commit_config, genesis_of, raft_config
 from cluster.config import ClusterConfig
 from cluster.transport import Transport
-from core import keys, queries, wire
-from core.errors import NotLeaderError, StaleBatchError, StrandError
-from core.raft import Role
+from cluster.workers import WorkerPool
+from core import client_wire, queries, wire
+from core.commit import CommitMachine
+from core.errors import InvalidArgumentError, StrandError
 from core.replica import Replica
+from core.requests import Dispatch, Done, Failed, JobResult, Read, Reply, Serve
 from core.storage import LevelDBStorage
+from core.wire import WireError
 
 log = logging.getLogger("strand.node")
+ROOT = Path(__file__).resolve().parent.parent
 
-# Outcomes of `propose`, as plain tuples (no exception pickling across Ray).
-OK, NOT_LEADER, STALE, UNAVAILABLE = "ok", "not-leader", "stale", "unavailable"
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 class NodeHost:
-    """The replica, its transport and its timers on an asyncio loop (runs in any process)."""
+    """The replica, the commit machine, the transports and the workers on an asyncio loop."""
 
-    def __init__(self, config: ClusterConfig, name: str, *, seed: int | None = None) -> None:
+    def __init__(
+        self,
+        config: ClusterConfig,
+        name: str,
+        *,
+        seed: int | None = None,
+        labels: dict[str, Any] | None = None,
+    ) -> None:
         self.config = config
         self.name = name
+        self.labels = dict(labels or {})  # reported in status (e.g. the Ray node it runs on)
         node = config.node(name)
         os.makedirs(node.data_dir, exist_ok=True)
         self.storage = LevelDBStorage(node.data_dir)
         rng = random.Random(seed if seed is not None else time.time_ns())
         self.replica = Replica(
-            name,
-            config.node_names,
-            self.storage,
-            config=raft_config(config),
-            rng=rng,
-            genesis=genesis_of(config),
-            now_ms=time.time_ns() // 1_000_000,
-        )
+            name, config.node_names, self.storage, config=raft_config(config), rng=rng,
+            genesis=genesis_of(config), now_ms=_now_ms(),
+        )  # fmt: skip
+        self.machine = CommitMachine(
+            self.replica, rng=random.Random(rng.getrandbits(64)), now_ms=_now_ms(),
+            config=commit_config(config),
+        )  # fmt: skip
+        self.engine = self.replica.engine
         self.loop = asyncio.new_event_loop()
         self.transport = Transport(
-            name,
-            (node.host, node.port),
-            config.peer_addresses(name),
-            config.secret,
-            self._on_message,
-        )
-        self._proposals: dict[int, tuple[int, asyncio.Future[bool]]] = {}
-        self._reads: dict[int, asyncio.Future[int]] = {}
-        self._read_ids = 0
+            name, (node.host, node.port), config.peer_addresses(name), config.secret,
+            self._on_peer_message,
+        )  # fmt: skip
+        client_port = config.client_port(name)
+        self.clients = ClientServer(
+            name, (node.host, client_port or 0), config.secret, self._on_client_messages,
+            self._on_client_gone,
+        )  # fmt: skip
+        self.workers: WorkerPool | None = None
+        self._reads: dict[tuple[int, int], bytes] = {}
+        self._outbox: dict[int, list[bytes]] = {}
+        self._readers = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="strand-read")
         self._scheduled = False
-        self._fence = 0
-        self.stats: dict[str, float] = {"proposals": 0, "propose_ms": 0.0, "ready_ms": 0.0}
+        self.stats: dict[str, float] = {"ready_ms": 0.0, "readies": 0, "requests": 0}
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"strand-node-{name}", daemon=True)
         self._started = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"strand-node-{name}", daemon=True)
         self._thread.start()
-        self._started.wait(10)
+        if not self._started.wait(30):
+            raise StrandError(f"node {name} did not start its loop")
 
     # ----------------------------------------------------------------- the loop
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.loop.run_until_complete(self.transport.start())
+        self.loop.run_until_complete(self.clients.start())
         self.loop.call_soon(self._tick)
         self._started.set()
         self.loop.run_forever()
@@ -96,13 +121,14 @@ class NodeHost:
         if self._stopped.is_set():
             return
         self.replica.tick()
+        self.machine.tick(_now_ms())
         self._process()
         self.loop.call_later(self.config.tick_ms / 1000, self._tick)
 
-    def _on_message(self, peer: str, payload: bytes) -> None:
+    def _on_peer_message(self, peer: str, payload: bytes) -> None:
         try:
             message = wire.decode(payload)
-        except wire.WireError as exc:
+        except WireError as exc:
             log.warning("node %s: dropped a malformed message from %s: %s", self.name, peer, exc)
             return
         if message.sender != peer:
@@ -111,102 +137,124 @@ class NodeHost:
         self.replica.step(message)
         self._schedule()
 
+    def _on_client_messages(self, connection: int, messages: list[bytes]) -> None:
+        now = _now_ms()
+        for data in messages:
+            try:
+                request_id, request, read = client_wire.decode_request(data)
+            except WireError as exc:
+                log.warning("node %s: a malformed request: %s", self.name, exc)
+                continue
+            self.stats["requests"] += 1
+            if isinstance(request, Read):
+                self._reads[(connection, request_id)] = read
+            self.machine.submit(connection, request_id, request, now)
+        self._process()
+
+    def _on_client_gone(self, connection: int) -> None:
+        self.machine.client_gone(connection)
+        self._outbox.pop(connection, None)
+        for key in [k for k in self._reads if k[0] == connection]:
+            del self._reads[key]
+
+    def _on_job_result(self, job_id: int, result: JobResult) -> None:
+        """From a worker thread: hand the result to the loop."""
+        self.loop.call_soon_threadsafe(self._ran, job_id, result)
+
+    def _ran(self, job_id: int, result: JobResult) -> None:
+        self.machine.ran(job_id, result, _now_ms())
+        self._process()
+
     def _schedule(self) -> None:
         if not self._scheduled:
             self._scheduled = True
             self.loop.call_soon(self._process)
 
     def _process(self) -> None:
+        """Carry out every duty, in core's order, until nothing is ready (see the docstring)."""
         self._scheduled = False
-        replica = self.replica
-        while replica.has_ready():
+        replica, machine = self.replica, self.machine
+        while True:
             started = time.perf_counter()
             out = replica.process_ready()
-            self.stats["ready_ms"] += (time.perf_counter() - started) * 1000
-            if out is None:
+            if out is not None:
+                self.stats["ready_ms"] += (time.perf_counter() - started) * 1000
+                self.stats["readies"] += 1
+                for message in out.messages:
+                    self.transport.send(message.to, wire.encode(message))
+                machine.observe(out)
+            duties = machine.take_duties()
+            for duty in duties:
+                if isinstance(duty, Reply):
+                    self._queue_reply(
+                        duty.client, client_wire.encode_outcome(duty.request_id, duty.outcome)
+                    )
+                elif isinstance(duty, Dispatch):
+                    self._pool().submit(duty.job)
+                else:
+                    self._serve(duty)
+            if out is None and not duties and not replica.has_ready():
                 break
-            for message in out.messages:
-                self.transport.send(message.to, wire.encode(message))
-            for index, term in out.applied:
-                waiting = self._proposals.pop(index, None)
-                if waiting is not None and not waiting[1].done():
-                    waiting[1].set_result(waiting[0] == term)
-            for state in out.read_states:
-                future = self._reads.pop(state.request_id, None)
-                if future is not None and not future.done():
-                    future.set_result(state.index)
-        if replica.node.role is not Role.LEADER and self._reads:
-            for future in self._reads.values():
-                if not future.done():
-                    future.set_exception(NotLeaderError("lost leadership", replica.node.leader))
-            self._reads.clear()
+        self._flush()
 
-    def call(self, fn: Callable[[], Any], timeout_s: float) -> Any:
-        """Run a coroutine-returning or plain function on the loop and wait for its result."""
+    def _queue_reply(self, connection: int, data: bytes) -> None:
+        self._outbox.setdefault(connection, []).append(data)
 
-        async def run() -> Any:
-            result = fn()
-            if asyncio.iscoroutine(result):
-                return await result
-            return result
+    def _flush(self) -> None:
+        outbox, self._outbox = self._outbox, {}
+        for connection, messages in outbox.items():
+            self.clients.send(connection, messages)
 
-        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(timeout_s)
+    def _pool(self) -> WorkerPool:
+        if self.workers is None:
+            self.workers = WorkerPool(self.engine, self._on_job_result, cwd=str(ROOT))
+        return self.workers
 
-    # ----------------------------------------------------------------- operations (loop)
-    async def propose(self, data: bytes, fence: int, timeout_s: float) -> tuple[str, Any]:
-        replica = self.replica
-        if fence < self._fence:
-            return (STALE, f"fence {fence} is older than {self._fence}")
-        self._fence = fence
-        if not replica.ready_to_serve:
-            if replica.node.role is Role.LEADER:
-                return (UNAVAILABLE, "the new leader has not committed its first entry yet")
-            return (NOT_LEADER, replica.node.leader)
+    # ----------------------------------------------------------------- reads
+    def _serve(self, duty: Serve) -> None:
+        payload = self._reads.pop((duty.client, duty.request_id), b"")
+        future = self._readers.submit(self.read, payload)
+        future.add_done_callback(lambda f: self.loop.call_soon_threadsafe(self._served, duty, f))
+
+    def _served(self, duty: Serve, future: concurrent.futures.Future[Done | Failed]) -> None:
+        outcome = future.result()
+        self._queue_reply(duty.client, client_wire.encode_outcome(duty.request_id, outcome))
+        self._flush()
+
+    def read(self, payload: bytes) -> Done | Failed:
+        """Run a read on committed state (any thread): its value and the sequence number it
+        reflects (read before the read: the answer reflects at least that much)."""
+        seq = self.engine.durable_seq
         try:
-            index = replica.propose(data)
-        except StaleBatchError as exc:
-            return (STALE, str(exc))
-        except NotLeaderError as exc:
-            return (NOT_LEADER, exc.leader)
-        future: asyncio.Future[bool] = self.loop.create_future()
-        self._proposals[index] = (replica.node.term, future)
-        self._schedule()
-        started = self.loop.time()
-        try:
-            committed = await asyncio.wait_for(future, timeout_s)
-        except TimeoutError:
-            return (UNAVAILABLE, f"entry {index} not committed within {timeout_s} s")
-        self.stats["proposals"] += 1
-        self.stats["propose_ms"] += (self.loop.time() - started) * 1000
-        return (OK, index) if committed else (STALE, f"entry {index} was replaced")
+            method, args = userdata.decode_read(payload)
+            reader = _READS.get(method)
+            if reader is None:
+                raise InvalidArgumentError(f"unknown read {method!r:.40}")
+            value = reader(self, *args)
+            return Done(None, userdata.encode_value(value), seq)
+        except StrandError as exc:
+            return Failed(exc)
+        except (TypeError, ValueError) as exc:
+            return Failed(InvalidArgumentError(f"bad arguments to a read: {exc}"))
 
-    async def barrier(self, fence: int, timeout_s: float) -> tuple[str, Any]:
-        """As the leader: wait until every entry now in the log is applied; fence older tokens."""
-        replica = self.replica
-        self._fence = max(self._fence, fence)
-        if not replica.ready_to_serve:
-            return (NOT_LEADER, replica.node.leader)
-        target = replica.node.last_index()
-        deadline = self.loop.time() + timeout_s
-        while replica.applied < target:
-            if self.loop.time() > deadline or replica.node.role is not Role.LEADER:
-                return (UNAVAILABLE, "the log did not commit in time")
-            await asyncio.sleep(self.config.tick_ms / 1000)
-        return (OK, replica.engine.durable_seq)
+    def status(self) -> dict[str, Any]:
+        status = self.replica.status()  # reads only published state: safe from any thread
+        node = self.config.node(self.name)
+        status["az"] = node.az
+        status["client_address"] = [node.host, self.clients.port]
+        status["pid"] = os.getpid()
+        status.update(self.labels)
+        status["transport"] = self.transport.stats.as_dict()
+        status["machine"] = dict(self.machine.stats)
+        status["workers"] = {} if self.workers is None else dict(self.workers.stats)
+        return status
 
-    async def read_barrier(self, timeout_s: float) -> int:
-        """ReadIndex: the sequence number a linearizable read may be served at."""
-        replica = self.replica
-        if not replica.ready_to_serve:
-            raise NotLeaderError(f"node {self.name} does not lead", replica.node.leader)
-        self._read_ids += 1
-        future: asyncio.Future[int] = self.loop.create_future()
-        if not replica.read_index(self._read_ids):
-            raise NotLeaderError(f"node {self.name} does not lead", replica.node.leader)
-        self._reads[self._read_ids] = future
-        self._schedule()
-        await asyncio.wait_for(future, timeout_s)
-        return replica.engine.durable_seq
+    def pids(self) -> list[int]:
+        """This node's process and its worker processes (for experiments that signal them)."""
+        pids = [os.getpid()]
+        if self.workers is not None:
+            pids += [w.process.pid for w in list(self.workers._workers) if w.process is not None]
+        return pids
 
     def stop(self) -> None:
         if self._stopped.is_set():
@@ -214,97 +262,57 @@ class NodeHost:
         self._stopped.set()
 
         async def close() -> None:
+            await self.clients.close()
             await self.transport.close()
 
         try:
-            asyncio.run_coroutine_threadsafe(close(), self.loop).result(5)
+            asyncio.run_coroutine_threadsafe(close(), self.loop).result(10)
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(5)
+            self._thread.join(10)
+            if self.workers is not None:
+                self.workers.close()
+            self._readers.shutdown(wait=True, cancel_futures=True)
             self.storage.close()
 
 
-@ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=0, max_concurrency=64)  # type: ignore[call-overload]
+def _transaction_ids(host: NodeHost) -> list[str]:
+    """The transaction id of every block after genesis, in journal order."""
+    engine = host.engine
+    return [engine.read_block(seq)["transactionId"] for seq in range(1, engine.durable_seq + 1)]
+
+
+_READS: dict[str, Callable[..., Any]] = {
+    "status": lambda host: host.status(),
+    "transaction_ids": _transaction_ids,
+    "committed_seq": lambda host, tx_id: host.engine.committed_seq(tx_id),
+    "history": lambda host, *args: queries.history(host.engine, *args),
+    "get_digest": lambda host, *args: queries.get_digest(host.engine, *args),
+    "get_block": lambda host, *args: queries.get_block(host.engine, *args),
+    "get_revision": lambda host, *args: queries.get_revision(host.engine, *args),
+    "get_consistency_proof": lambda host, *args: queries.get_consistency_proof(host.engine, *args),
+    "verify_journal": lambda host: queries.verify_journal(host.engine),
+    "list_tables": lambda host: sorted(host.engine.catalog.active_by_name),
+}
+
+
+@ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=0, max_concurrency=8)  # type: ignore[call-overload]
 class StorageNode:
-    """One AZ's replica (see the module docstring). Methods return plain data."""
+    """One AZ's node (see the module docstring): Ray calls are for the control plane only."""
 
     def __init__(self, config: ClusterConfig, name: str) -> None:
         logging.basicConfig(level=logging.WARNING)
-        self.host = NodeHost(config, name)
-        self.engine = self.host.replica.engine
+        labels = {"ray_node_id": ray.get_runtime_context().get_node_id()}
+        self.host = NodeHost(config, name, labels=labels)
 
     def ping(self) -> str:
         return self.host.name
 
-    def propose(self, data: bytes, fence: int, timeout_s: float = 5.0) -> tuple[str, Any]:
-        host = self.host
-        return host.call(lambda: host.propose(data, fence, timeout_s), timeout_s + 1)  # type: ignore[no-any-return]
-
-    def barrier(self, fence: int, timeout_s: float = 5.0) -> tuple[str, Any]:
-        host = self.host
-        return host.call(lambda: host.barrier(fence, timeout_s), timeout_s + 1)  # type: ignore[no-any-return]
-
     def status(self) -> dict[str, Any]:
-        host = self.host
-        status: dict[str, Any] = host.call(host.replica.status, 5)
-        status["az"] = host.config.node(host.name).az
-        status["transport"] = host.transport.stats.as_dict()
-        status["stats"] = dict(host.stats)
-        return status
+        return self.host.status()
 
-    def read_blocks(self, first_seq: int, max_count: int = 512) -> list[bytes]:
-        """Committed blocks from `first_seq` on, as the journal stores them (framed msgpack)."""
-        last = min(self.engine.durable_seq, first_seq + max_count - 1)
-        storage = self.engine.storage
-        out = []
-        for seq in range(first_seq, last + 1):
-            raw = storage.get(keys.block_key(seq))
-            if raw is None:
-                break
-            out.append(raw)
-        return out
-
-    def block_hashes(self, first_seq: int, max_count: int = 65_536) -> list[bytes]:
-        last = min(self.engine.durable_seq, first_seq + max_count - 1)
-        return [self.engine.get_node(0, seq) for seq in range(first_seq, last + 1)]
-
-    def query(self, method: str, args: tuple[Any, ...], linearizable: bool = True) -> Any:
-        """A read of committed state: through ReadIndex on the leader, or stale (any node).
-
-        Returns (result, sequence_no it reflects); errors come back as StrandError values.
-        """
-        host = self.host
-        try:
-            if linearizable:
-                host.call(lambda: host.read_barrier(5.0), 6)
-            seq = self.engine.durable_seq
-            return ("ok", ship(_QUERIES[method](self.engine, *args)), seq)
-        except StrandError as exc:
-            return ("error", exc, None)
-        except TimeoutError:
-            return ("error", NotLeaderError("the read did not complete", None), None)
+    def pids(self) -> list[int]:
+        return self.host.pids()
 
     def shutdown(self) -> None:
         self.host.stop()
-
-
-def _list_tables(engine: Any) -> list[str]:
-    return sorted(engine.catalog.active_by_name)
-
-
-def _transaction_ids(engine: Any) -> list[str]:
-    """The transaction id of every block after genesis, in journal order."""
-    return [engine.read_block(seq)["transactionId"] for seq in range(1, engine.durable_seq + 1)]
-
-
-_QUERIES: dict[str, Callable[..., Any]] = {
-    "transaction_ids": _transaction_ids,
-    "committed_seq": lambda engine, tx_id: engine.committed_seq(tx_id),
-    "history": queries.history,
-    "get_digest": queries.get_digest,
-    "get_block": queries.get_block,
-    "get_revision": queries.get_revision,
-    "get_consistency_proof": queries.get_consistency_proof,
-    "verify_journal": queries.verify_journal,
-    "list_tables": _list_tables,
-}

@@ -30,8 +30,9 @@ any thread may read.
 
 from __future__ import annotations
 
+import datetime
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,9 +52,10 @@ from core.errors import (
     StaleBatchError,
     StrandError,
     TableNotFoundError,
+    TransactionCommittedError,
     TransactionExpiredError,
 )
-from core.ids import IdSource, timestamp_from_ms
+from core.ids import IdSource, ms_from_timestamp, timestamp_from_ms
 from core.ionhash import ion_hash
 from core.journal import Block, DocumentWrite, build_block, check_block
 from core.merkle import Frontier
@@ -82,6 +84,35 @@ class CommitResult:
     sequence_no: int | None
 
 
+def _merge(batches: Sequence[PreparedBatch]) -> tuple[list[tuple[bytes, bytes]], list[bytes]]:
+    """The puts and deletes of consecutive batches as one write (later batches win)."""
+    puts: dict[bytes, bytes] = {}
+    deletes: set[bytes] = set()
+    for batch in batches:
+        for key in batch.deletes:
+            puts.pop(key, None)
+            deletes.add(key)
+        for key, value in batch.puts.items():
+            deletes.discard(key)
+            puts[key] = value
+    return list(puts.items()), list(deletes)
+
+
+def _check_format(stored: bytes | None) -> bool:
+    """Whether a ledger of this stored format must be upgraded at open; raises for one that
+    this version cannot read (a newer format, or none at all), saying what to do."""
+    if stored == keys.FORMAT_VERSION:
+        return False
+    if stored in keys.UPGRADABLE_FORMATS:
+        return True
+    raise CorruptLedgerError(
+        f"the ledger's format is {stored!r}, which this version of Strand "
+        f"({keys.FORMAT_VERSION.decode()}) cannot read: open it with the Strand release that "
+        "wrote it (its journal can be exported and verified there), or, for a cluster node, "
+        "delete the node's data directory and let it catch up from its peers"
+    )
+
+
 def encode_doc(version: int, seq: int, packed_data: bytes) -> bytes:
     return codec.frame(_DOC_HEADER.pack(version, seq) + packed_data)
 
@@ -106,7 +137,10 @@ class PreparedBatch:
         self.tip_hash = engine.head_hash
         self.frontier = engine.head_frontier.copy()
         self.generation = engine.generation
+        self.time_ms = engine.head_time_ms  # the last block's timestamp (never goes back)
         self.blocks: list[Block] = []
+        self.raw_blocks: list[bytes] = []  # each block as stored (and as replicated)
+        self.transaction_ids: set[str] = set()
 
     @property
     def empty(self) -> bool:
@@ -155,10 +189,11 @@ class Engine:
             self._create(genesis)
             strand = storage.get(keys.META_STRAND_ID)
             assert strand is not None
-        elif storage.get(keys.META_FORMAT) != keys.FORMAT_VERSION:
-            raise CorruptLedgerError("unknown ledger format")
+        upgrade = _check_format(storage.get(keys.META_FORMAT))
         self.strand_id = strand.decode("ascii")
         self._load()
+        if upgrade:
+            self._rebuild_indexes()
 
     # ----------------------------------------------------------------- open
     def _create(self, origin: Genesis) -> None:
@@ -193,6 +228,7 @@ class Engine:
         if tip > 0 and self.read_block(tip - 1)["blockHash"] != block["previousBlockHash"]:
             raise CorruptLedgerError(f"block {tip} does not chain to block {tip - 1}")
         self.frontier = Frontier.from_storage(tip + 1, self.get_node)  # durable
+        self.durable_time_ms = ms_from_timestamp(block["blockTimestamp"])
         if self.get_node(0, tip) != block["blockHash"]:
             raise CorruptLedgerError(f"the Merkle tree does not end with block {tip}")
         catalog = Catalog.empty()
@@ -204,10 +240,28 @@ class Engine:
         self.head_seq = tip
         self.head_hash: bytes = block["blockHash"]
         self.head_frontier = self.frontier
+        self.head_time_ms = self.durable_time_ms
+        self.catalog_version = 0  # bumped whenever the published catalog changes
         # documents changed by prepared blocks not yet published: (seq, state or None)
         self._unwritten: dict[tuple[str, str], tuple[int, DocState | None]] = {}
+        self._unwritten_txs: dict[str, int] = {}  # transaction ids in those blocks -> seq
         self._pruned_below = tip
         self._reset_requested = False
+
+    def _rebuild_indexes(self) -> None:
+        """In-place upgrade from strand-1 (index keys hashed the value itself, not its PartiQL
+        normal form): every index entry is derived again from the live documents, in one
+        atomic write with the new format marker. A crash before it leaves strand-1 intact."""
+        deletes = [
+            k for k, _ in self.storage.scan(keys.INDEX_PREFIX, keys.prefix_end(keys.INDEX_PREFIX))
+        ]
+        puts = [(keys.META_FORMAT, keys.FORMAT_VERSION)]
+        for table in self.catalog.tables.values():
+            for index in table.indexes:
+                for doc_id, state in self.scan_docs(table.table_id):
+                    for vkey in index_keys(state.data, index.field):
+                        puts.append((keys.index_key(index.index_id, vkey, doc_id), b""))
+        self.storage.write(puts, deletes)
 
     # ----------------------------------------------------------------- reads (any thread)
     def read_block(self, seq: int) -> Block:
@@ -246,6 +300,18 @@ class Engine:
         return [
             keys.index_key_doc_id(k) for k, _ in self.storage.scan(prefix, keys.prefix_end(prefix))
         ]
+
+    def table_history(
+        self,
+        table_id: str,
+        document_id: str | None = None,
+        start: datetime.datetime | None = None,
+        end: datetime.datetime | None = None,
+    ) -> list[dict[str, Any]]:
+        """Every revision of the table (or of one document) active in [start, end]."""
+        from core.queries import table_history  # queries builds on the engine
+
+        return table_history(self, table_id, document_id, start, end)
 
     def head_doc(self, table_id: str, doc_id: str) -> DocState | None:
         """The document as of the head (preparing thread only)."""
@@ -306,6 +372,8 @@ class Engine:
             self._reset_head()
         if self._unwritten:
             self._unwritten = {k: v for k, v in self._unwritten.items() if v[0] > durable}
+        if self._unwritten_txs:
+            self._unwritten_txs = {k: v for k, v in self._unwritten_txs.items() if v > durable}
         self._bound_marks()
         batch = PreparedBatch(self)
         outcomes: list[CommitResult | StrandError] = []
@@ -320,8 +388,11 @@ class Engine:
             self.head_seq = batch.seq
             self.head_hash = batch.tip_hash
             self.head_frontier = batch.frontier
+            self.head_time_ms = batch.time_ms
             for key, state in batch.docs.items():
                 self._unwritten[key] = (batch.seq, state)
+            for tx_id in batch.transaction_ids:
+                self._unwritten_txs[tx_id] = batch.seq
         return batch, outcomes
 
     def write(
@@ -343,24 +414,56 @@ class Engine:
             raise StaleBatchError(
                 f"batch from block {batch.first_seq} no longer follows block {self.durable_seq}"
             )
+        self.write_batches([batch], extra_puts, extra_deletes, sync=sync)
+
+    def write_batches(
+        self,
+        batches: Sequence[PreparedBatch],
+        extra_puts: list[tuple[bytes, bytes]] | None = None,
+        extra_deletes: list[bytes] | None = None,
+        *,
+        sync: bool = True,
+    ) -> None:
+        """Store consecutive prepared batches (in prepare order) with ONE atomic write; the
+        caller then publishes each in order. A batch that does not follow raises
+        StaleBatchError and nothing is written."""
+        self._check_usable()
+        seq = self.durable_seq
+        for batch in batches:
+            if batch.generation != self.generation or batch.first_seq != seq + 1:
+                if batch.first_seq <= self.durable_seq:  # blocks applied from elsewhere
+                    self.request_reset()  # overtook the head: it no longer extends them
+                raise StaleBatchError(
+                    f"batch from block {batch.first_seq} no longer follows block {seq}"
+                )
+            seq = batch.seq
+        if len(batches) == 1:
+            puts, deletes = list(batches[0].puts.items()), list(batches[0].deletes)
+        else:
+            puts, deletes = _merge(batches)
         try:
             self.storage.write(
-                list(batch.puts.items()) + (extra_puts or []),
-                list(batch.deletes) + (extra_deletes or []),
-                sync=sync,
+                puts + (extra_puts or []), deletes + (extra_deletes or []), sync=sync
             )
         except BaseException as exc:
             self.failed = exc
             raise LedgerClosedError(f"storage write failed, reopen the ledger: {exc}") from exc
         self.stats_batches += 1
 
-    def apply_blocks(self, blocks: list[Block], *, checked: bool = False) -> PreparedBatch:
+    def apply_blocks(
+        self,
+        blocks: Sequence[Block],
+        *,
+        checked: bool = False,
+        raw_blocks: Sequence[bytes] | None = None,
+    ) -> PreparedBatch:
         """Derive the batch of blocks made elsewhere (a replica applying its log), checked.
 
         Each block must carry hashes that recompute (skipped when the caller has `checked`
         them) and chain to the durable tip; otherwise CorruptLedgerError and nothing changes.
         The caller then `write`s and `publish`es the batch. Only for a replica whose head is
-        its durable state (it prepares nothing).
+        its durable state (it prepares nothing). `raw_blocks`: the blocks as they arrived
+        (codec.encode), stored as they are instead of being encoded again.
         """
         self._check_usable()
         if self.head_seq != self.durable_seq or self._unwritten:
@@ -371,7 +474,8 @@ class Engine:
         batch.seq, batch.tip_hash = self.durable_seq, self.durable_hash()
         batch.frontier = self.frontier.copy()
         batch.catalog = self.catalog
-        for block in blocks:
+        batch.time_ms = self.durable_time_ms
+        for position, block in enumerate(blocks):
             problem = None if checked else check_block(block)
             seq = block["blockAddress"]["sequenceNo"]
             if problem is None and seq != batch.seq + 1:
@@ -382,9 +486,10 @@ class Engine:
                 problem = f"block {seq} belongs to another strand"
             if problem is not None:
                 raise CorruptLedgerError(problem)
-            self._apply(block, batch)
+            self._apply(block, batch, None if raw_blocks is None else raw_blocks[position])
         self.head_catalog, self.head_seq = batch.catalog, batch.seq
         self.head_hash, self.head_frontier = batch.tip_hash, batch.frontier
+        self.head_time_ms = batch.time_ms
         return batch
 
     def durable_hash(self) -> bytes:
@@ -404,6 +509,7 @@ class Engine:
         self._drop_prepared()
         self.head_catalog, self.head_seq = self.catalog, self.durable_seq
         self.head_hash, self.head_frontier = self.durable_hash(), self.frontier
+        self.head_time_ms = self.durable_time_ms
 
     def _bound_marks(self) -> None:
         """Keep the OCC marks bounded: past the capacity, forget them all and treat every
@@ -416,6 +522,7 @@ class Engine:
         """Forget prepared-but-unwritten batches: their documents, and their OCC marks (a
         mark above the durable tip is lowered to it: conservative, never misses a conflict)."""
         self._unwritten = {}
+        self._unwritten_txs = {}
         durable = self.durable_seq
         for item, seq in list(self._last_modified.items()):
             if seq > durable:
@@ -423,6 +530,9 @@ class Engine:
 
     def publish(self, batch: PreparedBatch) -> None:
         """Make a written batch visible to readers."""
+        if batch.catalog is not self.catalog:
+            self.catalog_version += 1
+        self.durable_time_ms = batch.time_ms
         self.catalog = batch.catalog
         self.frontier = batch.frontier
         self.durable_seq = batch.seq
@@ -442,6 +552,7 @@ class Engine:
         return seq < self._pruned_below
 
     def _prepare(self, tx: Transaction, now_ms: int, batch: PreparedBatch) -> CommitResult:
+        self._check_new_transaction(tx.transaction_id, batch)
         for item, seq in tx.reads.items():
             if self._changed_after(item, seq):
                 raise OccConflictError(f"transaction {tx.transaction_id}: {item!r} changed")
@@ -505,7 +616,7 @@ class Engine:
             strand_id=self.strand_id,
             sequence_no=batch.seq + 1,
             transaction_id=tx.transaction_id,
-            timestamp=timestamp_from_ms(now_ms),
+            timestamp=timestamp_from_ms(max(now_ms, batch.time_ms)),  # never before the last
             previous_block_hash=batch.tip_hash,
             statements=tx.statements,
             writes=writes,
@@ -513,12 +624,27 @@ class Engine:
         self._apply(block, batch)
         return CommitResult(tx.transaction_id, batch.seq)
 
+    def _check_new_transaction(self, tx_id: str, batch: PreparedBatch) -> None:
+        """A transaction id commits at most once: one already in the journal, or in a block
+        prepared but not yet durable, is refused (a client's retry of a commit whose outcome
+        it did not learn)."""
+        seq = self._unwritten_txs.get(tx_id)
+        if seq is None and tx_id in batch.transaction_ids:
+            seq = batch.seq
+        if seq is None:
+            seq = self.committed_seq(tx_id)
+        if seq is not None:
+            raise TransactionCommittedError(
+                f"transaction {tx_id} is already in the journal (block {seq})", tx_id, seq
+            )
+
     # ----------------------------------------------------------------- derivation
     def _bump(self, seq: int, *item: object) -> None:
         self._last_modified[item] = seq
 
-    def _apply(self, block: Block, batch: PreparedBatch) -> None:
-        """Derive every state change of one block into the batch overlay."""
+    def _apply(self, block: Block, batch: PreparedBatch, raw: bytes | None = None) -> None:
+        """Derive every state change of one block into the batch overlay (`raw`: the block
+        as codec.encode makes it, when the caller has it)."""
         seq = block["blockAddress"]["sequenceNo"]
         assert seq == batch.seq + 1
         assert block["previousBlockHash"] == batch.tip_hash
@@ -545,9 +671,14 @@ class Engine:
             batch.put(keys.revision_key(table_id, doc_id, version), keys.encode_u64(seq))
             self._bump(seq, "d", table_id, doc_id)
             self._bump(seq, "t", table_id)
-        batch.put(keys.block_key(seq), codec.encode(block, check_names=False))
+        if raw is None:
+            raw = codec.encode(block, check_names=False)
+        batch.put(keys.block_key(seq), raw)
         batch.put(keys.tx_key(block["transactionId"]), keys.encode_u64(seq))
         batch.blocks.append(block)
+        batch.raw_blocks.append(raw)
+        batch.transaction_ids.add(block["transactionId"])
+        batch.time_ms = ms_from_timestamp(block["blockTimestamp"])
         for level, index, node in batch.frontier.append(block["blockHash"]):
             batch.put(keys.node_key(level, index), codec.frame(node))
         batch.seq = seq

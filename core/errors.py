@@ -59,6 +59,26 @@ class TransactionCommittedError(StrandError):
         return (type(self), (str(self), self.transaction_id, self.sequence_no))
 
 
+class TransactionCrashedError(TransactionError):
+    """Running the transaction crashed the process that ran it. The crash is recorded in
+    the replicated log: that transaction id is refused from now on, on every node."""
+
+
+class TransactionAbandonedError(TransactionError):
+    """A client in doubt about this transaction id asked whether it committed; it had not,
+    and the answer was recorded in the replicated log: it never will."""
+
+
+class TransactionNotFoundError(TransactionError):
+    """No open interactive transaction has that id here (it ended, expired, or was opened
+    on a node that no longer leads): start a new transaction."""
+
+
+class CapacityExceededError(StrandError):
+    """The node has more transactions in flight than it accepts; retry with backoff
+    (QLDB's CapacityExceededException)."""
+
+
 class TransactionExpiredError(TransactionError):
     """The transaction ran longer than QLDB's 30 second limit."""
 

@@ -27,6 +27,7 @@ _NODE = struct.Struct(">BQ")
 META_STRAND_ID = b"Mstrand_id"
 META_FORMAT = b"Mformat"
 FORMAT_VERSION = b"strand-2"  # 2: index keys hash the normal form (PartiQL =)
+UPGRADABLE_FORMATS = frozenset({b"strand-1"})  # upgraded in place at open (Engine)
 
 BLOCK_PREFIX = b"B"
 NODE_PREFIX = b"N"

@@ -494,18 +494,12 @@ class RaftNode:
                 m.term, m.sender, m.to, self.commit, self.term_at(self.commit),
                 m.entries[skip:], m.commit, m.read_ctx,
             )  # fmt: skip
-        if m.prev_index > self.last_index() or self.term_at(m.prev_index) != m.prev_term:
+        if not self._log_matches(m.prev_index, m.prev_term):
             hint = min(m.prev_index - 1, self.last_index())
             while hint > self.commit and self.term_at(hint) > m.prev_term:
                 hint -= 1
             return response(False, 0, hint)
-        new = list(m.entries)
-        for i, entry in enumerate(m.entries):
-            if entry.index > self.last_index() or self.term_at(entry.index) != entry.term:
-                new = list(m.entries[i:])
-                break
-        else:
-            new = []
+        new = self._new_entries(m.entries)
         if new:
             after = new[0].index - 1
             if self._accept is not None and not self._accept(after, new):
@@ -514,6 +508,20 @@ class RaftNode:
         last_new = m.prev_index + len(m.entries)
         self.commit = max(self.commit, min(m.commit, last_new))
         return response(True, last_new, 0)
+
+    def _log_matches(self, index: int, term: int) -> bool:
+        """Log matching: this log holds an entry at `index` with `term` (so, by induction,
+        the whole prefix the leader has up to there)."""
+        return index <= self.last_index() and self.term_at(index) == term
+
+    def _new_entries(self, entries: Sequence[Entry]) -> list[Entry]:
+        """The suffix of `entries` from the first one this log lacks or holds with another
+        term. Entries already held are kept as they are: a stale or duplicated Append must
+        not truncate what this node acknowledged (the leader may have counted it)."""
+        for i, entry in enumerate(entries):
+            if entry.index > self.last_index() or self.term_at(entry.index) != entry.term:
+                return list(entries[i:])
+        return []
 
     def _on_append_response(self, m: AppendResponse) -> None:
         if self.role is not Role.LEADER:

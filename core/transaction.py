@@ -91,6 +91,14 @@ class ReadView(Protocol):
 
     def read_block(self, seq: int) -> dict[str, Any]: ...
 
+    def table_history(
+        self,
+        table_id: str,
+        document_id: str | None,
+        start: datetime.datetime | None,
+        end: datetime.datetime | None,
+    ) -> list[dict[str, Any]]: ...
+
 
 @dataclass(slots=True)
 class PendingWrite:
@@ -692,6 +700,62 @@ class Transaction:
     def system_writes(self) -> list[tuple[TableDef, dict[str, Any]]]:
         """The catalog documents this transaction's DDL writes."""
         return [(t, t.to_document()) for t in self.tables.values()]
+
+
+def encode_state(tx: Transaction) -> bytes:
+    """A transaction's state as bytes: what it read (with the marks), its buffered writes,
+    DDL, redactions and statement records. `decode_state` gives back a transaction that
+    commits exactly as this one would; the cluster ships running transactions this way
+    between the node that commits and the worker process that runs the user's code."""
+    body = [
+        tx.transaction_id,
+        tx.start_ms,
+        [[*item, seq] for item, seq in tx.reads.items()],
+        [
+            [
+                t,
+                d,
+                w.table.to_document(),
+                w.data is not None,
+                w.packed,
+                w.data_hash,
+                w.statement_indexes,
+            ]
+            for (t, d), w in tx.writes.items()
+        ],  # fmt: skip
+        [[t, d] for t, d in sorted(tx.created)],
+        [table.to_document() for table in tx.tables.values()],
+        [[r.text, r.start_time, r.digest] for r in tx.statements],
+        [[request_id, request, index] for request_id, request, index in tx.redactions],
+    ]
+    return codec.pack(body, check_names=False)
+
+
+def decode_state(
+    data: bytes, view: ReadView, clock_ms: Callable[[], int], new_id: Callable[[], str]
+) -> Transaction:
+    """The transaction `encode_state` encoded, reading through `view` from now on.
+    Raises InvalidArgumentError for bytes that are not such a state."""
+    try:
+        tx_id, start_ms, reads, writes, created, tables, statements, redactions = codec.unpack(data)
+        tx = Transaction(view, tx_id, start_ms, clock_ms, new_id)
+        tx.reads = {tuple(item[:-1]): item[-1] for item in reads}
+        for table_id, doc_id, table, live, packed, data_hash, indexes in writes:
+            value = codec.unpack(packed) if live else None
+            tx.writes[(table_id, doc_id)] = PendingWrite(
+                TableDef.from_document(table), value, data_hash, packed, list(indexes)
+            )
+        tx.created = {(t, d) for t, d in created}
+        for document in tables:
+            table = TableDef.from_document(document)
+            tx.tables[table.table_id] = table
+        tx.statements = [StatementRecord(text, at, digest) for text, at, digest in statements]
+        tx.redactions = [(r, dict(request), int(i)) for r, request, i in redactions]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise InvalidArgumentError(f"not a transaction's state: {exc}") from exc
+    if not is_id(tx.transaction_id):
+        raise InvalidArgumentError("not a transaction's state: bad transaction id")
+    return tx
 
 
 def _check_doc_id(doc_id: object) -> None:

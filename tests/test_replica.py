@@ -21,7 +21,8 @@ from core.engine import Engine, Genesis, PreparedBatch
 from core.errors import StaleBatchError
 from core.ledger import Ledger
 from core.raft import Append, AppendResponse, Entry, RaftConfig, Role, VoteRequest, VoteResponse
-from core.replica import Replica, encode_batch
+from core.raftlog import encode_batch
+from core.replica import Replica
 from core.storage import LevelDBStorage, MemoryStorage, Storage
 
 GENESIS = Genesis("0" * 21 + "A", "0" * 21 + "B", 1_700_000_000_000)

@@ -26,7 +26,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from core import codec, queries
+from core import codec
 from core.catalog import TableDef
 from core.codec import CodecError
 from core.errors import (
@@ -48,7 +48,6 @@ from core.partiql.from_clause import scan_alias
 from core.partiql.parser import parse
 
 if TYPE_CHECKING:
-    from core.engine import Engine
     from core.transaction import Transaction
 
 MAX_STATEMENT_CHARS = 100_000
@@ -410,16 +409,16 @@ class _Environment(Mapping[str, Any]):
         for bound in (start, end):
             if bound is not None and not hasattr(bound, "year"):
                 raise PartiQLEvaluationError(f"history() bounds are timestamps, not {bound!r}")
-        engine: Engine = self._tx.engine_view()  # type: ignore[assignment]
+        view = self._tx.engine_view()
         if isinstance(table, _TableSource):
             self._tx.read_table(table.table)
-            return Bag(queries.history(engine, table.table.name, None, start, end))
+            return Bag(view.table_history(table.table.table_id, None, start, end))
         if isinstance(table, str) and is_id(table):
             found = self._tx.catalog().tables.get(str(table))
             if found is None or found.table_id[:21] == "0" * 21:
                 raise TableNotFoundError(f"no table with id {str(table)!r}")
             self._tx.read_table(found)
-            return Bag(queries.table_history(engine, found.table_id, None, start, end))
+            return Bag(view.table_history(found.table_id, None, start, end))
         raise PartiQLEvaluationError("history() takes a table or a table id as its first argument")
 
 

@@ -314,7 +314,9 @@ class LedgerSimulation:
                 node = self.nodes[name]
                 if node is not None:
                     node.replica.tick()
-                    node.machine.tick(self.clock_ms())
+                    due = node.machine.next_due_ms()
+                    if due is not None and due <= self.clock_ms():
+                        node.machine.tick(self.clock_ms())
                     self._drain(name)
         self._drive_clients()
         self._observe()
@@ -342,7 +344,7 @@ class LedgerSimulation:
         node = self.nodes[name]
         assert node is not None
         for _ in range(10_000):
-            out = node.replica.process_ready()
+            out = node.replica.process_ready(self._send)
             if out is not None:
                 for message in out.messages:
                     self._send(message)

@@ -2,10 +2,11 @@
 
 `NodeConnection` is one authenticated connection (cluster/clientlink.py) to one node's client
 port with a receiving thread. `Calls` multiplexes concurrent callers over the connections of
-one handle: `send(node, request)` queues the request's bytes, and that node's sending
-thread writes everything queued for it as ONE frame (so a handle batches every caller
-waiting at the moment it sends; a node that does not answer, even to a connection attempt,
-holds up only the callers waiting on it). Replies come back one by one, each to its own
+one handle: `send(node, request)` queues the request's bytes; a caller that finds nobody
+sending to that node becomes its sender and writes everything queued for it as ONE frame,
+again until the queue is empty (so a handle batches every caller waiting at the moment it
+sends, with no thread hand-off; a node that does not answer, even to a connection attempt,
+holds up only the callers sending to it). Replies come back one by one, each to its own
 caller, as the node decides them (one slow transaction never holds up the others). A caller
 waits with `wait(call, timeout_s)`; `abandon(node)` wakes every caller waiting on a node the
 handle gave up on (its connection broke, or another node leads a higher term).
@@ -118,7 +119,7 @@ class Calls:
         self._connections: dict[str, NodeConnection] = {}
         self._pending: dict[int, Call] = {}
         self._outbox: dict[str, list[tuple[Call, bytes]]] = {}
-        self._senders: dict[str, threading.Thread] = {}
+        self._sending: set[str] = set()  # nodes a caller is sending to right now
         self._ids = itertools.count(1)
         self._closed = False
 
@@ -126,15 +127,15 @@ class Calls:
         call = Call(request, node, next(self._ids))
         data = client_wire.encode_request(call.request_id, request, read)
         with self._lock:
+            if self._closed:
+                call.done.set()
+                return call
             self._pending[call.request_id] = call
             self._outbox.setdefault(node, []).append((call, data))
-            if node not in self._senders:
-                sender = threading.Thread(
-                    target=self._send_loop, args=(node,), name=f"strand-send-{node}", daemon=True
-                )
-                self._senders[node] = sender
-                sender.start()
-            self._lock.notify_all()
+            if node in self._sending:
+                return call  # the caller sending to it now takes this one too
+            self._sending.add(node)
+        self._send_queued(node)
         return call
 
     def wait(self, call: Call, timeout_s: float) -> Outcome | None:
@@ -158,14 +159,14 @@ class Calls:
         if connection is not None:
             connection.close()
 
-    def _send_loop(self, node: str) -> None:
+    def _send_queued(self, node: str) -> None:
+        """As `node`'s sender: write what is queued for it, until nothing is."""
         while True:
             with self._lock:
-                while not self._outbox.get(node) and not self._closed:
-                    self._lock.wait()
-                if self._closed:
+                items = self._outbox.pop(node, None)
+                if not items:
+                    self._sending.discard(node)
                     return
-                items = self._outbox.pop(node)
             connection = self._connection(node)
             sent = connection is not None and connection.send([data for _, data in items])
             if not sent:

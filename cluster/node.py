@@ -45,6 +45,7 @@ from cluster.workers import WorkerPool
 from core import client_wire, queries, wire
 from core.commit import CommitMachine
 from core.errors import InvalidArgumentError, StrandError
+from core.raft import Message
 from core.replica import Replica
 from core.requests import Dispatch, Done, Failed, JobResult, Read, Reply, Serve
 from core.storage import LevelDBStorage
@@ -100,6 +101,7 @@ class NodeHost:
         self._outbox: dict[int, list[bytes]] = {}
         self._readers = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="strand-read")
         self._scheduled = False
+        self._timer: asyncio.TimerHandle | None = None
         self.stats: dict[str, float] = {"ready_ms": 0.0, "readies": 0, "requests": 0}
         self._stopped = threading.Event()
         self._started = threading.Event()
@@ -118,12 +120,30 @@ class NodeHost:
         self.loop.run_forever()
 
     def _tick(self) -> None:
+        """Raft's clock; an idle node does no more than this (nothing else wakes it)."""
         if self._stopped.is_set():
             return
         self.replica.tick()
+        if self.replica.has_ready():
+            self._process()
+        self.loop.call_later(self.config.tick_ms / 1000, self._tick)
+
+    def _machine_timer(self) -> None:
+        """The commit machine's own timers (a retry's backoff, a transaction's expiry)."""
+        self._timer = None
         self.machine.tick(_now_ms())
         self._process()
-        self.loop.call_later(self.config.tick_ms / 1000, self._tick)
+
+    def _arm_machine_timer(self) -> None:
+        due = self.machine.next_due_ms()
+        if due is None:
+            return
+        at = self.loop.time() + max(0, due - _now_ms()) / 1000
+        if self._timer is not None and self._timer.when() <= at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = self.loop.call_at(at, self._machine_timer)
 
     def _on_peer_message(self, peer: str, payload: bytes) -> None:
         try:
@@ -157,13 +177,9 @@ class NodeHost:
         for key in [k for k in self._reads if k[0] == connection]:
             del self._reads[key]
 
-    def _on_job_result(self, job_id: int, result: JobResult) -> None:
-        """From a worker thread: hand the result to the loop."""
-        self.loop.call_soon_threadsafe(self._ran, job_id, result)
-
     def _ran(self, job_id: int, result: JobResult) -> None:
         self.machine.ran(job_id, result, _now_ms())
-        self._process()
+        self._schedule()
 
     def _schedule(self) -> None:
         if not self._scheduled:
@@ -176,12 +192,12 @@ class NodeHost:
         replica, machine = self.replica, self.machine
         while True:
             started = time.perf_counter()
-            out = replica.process_ready()
+            out = replica.process_ready(self._send)
             if out is not None:
                 self.stats["ready_ms"] += (time.perf_counter() - started) * 1000
                 self.stats["readies"] += 1
                 for message in out.messages:
-                    self.transport.send(message.to, wire.encode(message))
+                    self._send(message)
                 machine.observe(out)
             duties = machine.take_duties()
             for duty in duties:
@@ -196,6 +212,10 @@ class NodeHost:
             if out is None and not duties and not replica.has_ready():
                 break
         self._flush()
+        self._arm_machine_timer()
+
+    def _send(self, message: Message) -> None:
+        self.transport.send(message.to, wire.encode(message))
 
     def _queue_reply(self, connection: int, data: bytes) -> None:
         self._outbox.setdefault(connection, []).append(data)
@@ -207,7 +227,7 @@ class NodeHost:
 
     def _pool(self) -> WorkerPool:
         if self.workers is None:
-            self.workers = WorkerPool(self.engine, self._on_job_result, cwd=str(ROOT))
+            self.workers = WorkerPool(self.loop, self.engine, self._ran, cwd=str(ROOT))
         return self.workers
 
     # ----------------------------------------------------------------- reads
@@ -253,7 +273,7 @@ class NodeHost:
         """This node's process and its worker processes (for experiments that signal them)."""
         pids = [os.getpid()]
         if self.workers is not None:
-            pids += [w.process.pid for w in list(self.workers._workers) if w.process is not None]
+            pids += self.workers.pids
         return pids
 
     def stop(self) -> None:
@@ -267,11 +287,12 @@ class NodeHost:
 
         try:
             asyncio.run_coroutine_threadsafe(close(), self.loop).result(10)
+            if self.workers is not None:
+                workers = self.workers
+                self.loop.call_soon_threadsafe(workers.close)
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(10)
-            if self.workers is not None:
-                self.workers.close()
             self._readers.shutdown(wait=True, cancel_futures=True)
             self.storage.close()
 

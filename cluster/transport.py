@@ -8,8 +8,12 @@ dialed, and B sends to A only over the connection B dialed. A listener accepts c
 from anyone, but nothing reaches `on_message` before the dialer has proved it holds the
 cluster secret. Messages are opaque `bytes` (the caller encodes Raft messages).
 
-`send(peer, payload)` never blocks: it appends to that peer's bounded queue and wakes the
-peer's dialer task, which drains everything queued (up to about 1 MiB) into ONE
+`send(peer, payload)` never blocks. When the link is connected and idle (nothing queued,
+nothing left to drain, nothing written since the dialer task last ran) it writes the frame
+at once, so a message handed over in the middle of a long callback leaves now, not when the
+loop next turns (the leader sends its appends before its own disk write this way);
+otherwise it appends to that peer's bounded queue and
+wakes the peer's dialer task, which drains everything queued (up to about 1 MiB) into ONE
 `writer.write` and then awaits `drain()`, so a burst of small messages shares a syscall.
 While a link is down, messages wait in its queue; when the queue is full, `send` returns
 False and counts a drop. The dialer reconnects with exponential backoff (`backoff_ms_min`
@@ -251,7 +255,7 @@ async def read_frame(reader: asyncio.StreamReader, body_bytes_max: int) -> tuple
 class _Link:
     """The outbound side of one directed link: its queue and connection state."""
 
-    __slots__ = ("peer", "address", "queue", "wakeup", "broken", "ever_connected")
+    __slots__ = ("peer", "address", "queue", "wakeup", "broken", "ever_connected", "idle")
 
     def __init__(self, peer: str, address: tuple[str, int]) -> None:
         self.peer = peer
@@ -260,6 +264,8 @@ class _Link:
         self.wakeup = asyncio.Event()  # set when queued or broken
         self.broken = False  # the current connection was closed by the peer
         self.ever_connected = False
+        # while connected with nothing queued or being drained: write `send`s at once
+        self.idle: tuple[asyncio.StreamWriter, FrameSealer] | None = None
 
 
 def _set_nodelay(writer: asyncio.StreamWriter) -> None:
@@ -358,6 +364,15 @@ class Transport:
             self.stats.drops_oversize += 1
         elif len(link.queue) >= self._max_queue_messages:
             self.stats.drops_queue_full += 1
+        elif link.idle is not None and not link.queue:
+            writer, sealer = link.idle  # the link is idle: write now, not at the next turn
+            writer.write(sealer.seal(payload))
+            self.stats.frames_sent += 1
+            self.stats.batches_written += 1
+            self.stats.bytes_sent += len(payload)
+            link.idle = None  # what follows in this turn is queued: one write for all of it
+            link.wakeup.set()  # the pump drains what the socket did not take, and re-arms
+            return True
         else:
             link.queue.append(payload)
             link.wakeup.set()
@@ -599,8 +614,14 @@ class Transport:
         try:
             while True:
                 while not link.queue and not link.broken:
+                    if writer.transport.get_write_buffer_size():
+                        async with asyncio.timeout(self._drain_timeout_s):
+                            await writer.drain()  # what `send` wrote directly
+                        continue
+                    link.idle = (writer, sealer)
                     link.wakeup.clear()
                     await link.wakeup.wait()
+                    link.idle = None
                 if link.broken:
                     return  # what is still queued waits for the next connection
                 frames: list[bytes] = []
@@ -620,6 +641,7 @@ class Transport:
                 self.stats.batches_written += 1
                 self.stats.bytes_sent += size
         finally:
+            link.idle = None
             watcher.cancel()
             await asyncio.wait([watcher])
 

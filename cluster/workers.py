@@ -1,12 +1,15 @@
 """The node's pool of worker processes (cluster/worker.py), where user code runs.
 
-`WorkerPool.submit(job)` queues a `core.requests.Job`; each worker has a thread here that
-takes queued jobs (up to `batch_jobs` at a time), sends them to its process, serves the
-reads the jobs make (straight from the node's engine: committed state, safe from any thread)
-and hands each result to `on_result(job_id, JobResult)` (which the node forwards to its
-event loop). The pool grows while jobs wait and every worker is busy, up to `max_workers`,
-so one slow transaction function (up to its 30 s) holds up only its own worker; workers
-above `min_workers` leave after `idle_s` without work.
+Everything here runs on the node's asyncio loop: each worker's socket is watched with
+`add_reader`, so jobs, the reads they make and their results never cross a thread (the
+leader process has one thread that matters, and no GIL hand-offs on the commit path).
+`submit(job)` queues a `core.requests.Job`; an idle worker takes up to `batch_jobs` queued
+jobs (its share of the queue, so all idle workers run at once), runs them in order, asks the
+node for reads (served here from the engine: committed state), and each result goes to
+`on_result(job_id, JobResult)` as it arrives. `min_workers` start with the pool (two: the
+cores of a small machine); when a job has waited `grow_after_ms` with every worker busy,
+the pool grows, up to `max_workers`, so one slow transaction function (up to its 30 s)
+holds up only its own worker; extra workers leave after `idle_s` without work.
 
 A worker that dies (its socket closes) crashed: the job it was running is reported
 `crashed`, the jobs sent with it but not started go back to the head of the queue, and the
@@ -19,22 +22,25 @@ runs at most once per submit; only processes this pool started are ever signalle
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import logging
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
-from cluster.worker import recv_frame, send_frame
+import msgpack
+
+from cluster.worker import FRAME_BYTES_MAX, send_frame
 from core import codec, keys
-from core.client_wire import encode_error
+from core.client_wire import decode_error, encode_error
 from core.engine import Engine
 from core.errors import StrandError
 from core.requests import Job, JobResult
@@ -42,116 +48,127 @@ from core.requests import Job, JobResult
 log = logging.getLogger("strand.workers")
 
 OnResult = Callable[[int, JobResult], None]
+_LENGTH = struct.Struct(">I")
 
 
 class _Worker:
     def __init__(self, pool: WorkerPool, number: int) -> None:
         self.pool = pool
         self.number = number
-        self.process: subprocess.Popen[bytes] | None = None
-        self.sock: socket.socket | None = None
-        self.running: Job | None = None  # the job being run now
-        self.expired = False  # this pool killed it at `running`'s deadline
-        self.idle_since = time.monotonic()
-        self.thread = threading.Thread(
-            target=self._serve, name=f"strand-worker-{number}", daemon=True
-        )
-
-    def _spawn(self) -> None:
         parent, child = socket.socketpair()
-        env = {**os.environ, "PYTHONHASHSEED": "0"}
         self.process = subprocess.Popen(
             [sys.executable, "-m", "cluster.worker", str(child.fileno())],
             pass_fds=(child.fileno(),),
-            env=env,
-            cwd=self.pool.cwd,
+            env={**os.environ, "PYTHONHASHSEED": "0"},
+            cwd=pool.cwd,
         )
         child.close()
         self.sock = parent
-        send_frame(parent, ["hello", self.pool.engine.strand_id])
+        self.buffer = bytearray()
+        self.jobs: collections.deque[Job] = collections.deque()  # sent, not yet answered
+        self.expired = False  # this pool killed it at its running job's deadline
+        self.idle_since = time.monotonic()
+        self.alive = True
+        send_frame(parent, ["hello", pool.engine.strand_id])
+        pool.loop.add_reader(parent.fileno(), self._readable)
 
-    def _serve(self) -> None:
-        pool = self.pool
-        while not pool.closed:
-            jobs = pool.take(self)
-            if jobs is None:
-                break
-            try:
-                if self.process is None or self.process.poll() is not None:
-                    self._spawn()
-                self._run(jobs)
-            except (OSError, ConnectionError, ValueError) as exc:
-                self._died(jobs, exc)
-            except BaseException:  # a bug here must not strand the jobs: fail them loudly
-                log.exception("worker %d", self.number)
-                self._died(jobs, RuntimeError("the worker's thread failed"))
-        self.stop()
+    @property
+    def busy(self) -> bool:
+        return bool(self.jobs)
 
-    def _run(self, jobs: list[Job]) -> None:
-        assert self.sock is not None
+    def run(self, jobs: list[Job]) -> None:
         engine = self.pool.engine
         body = [[j.job_id, j.transaction_id, j.start_ms, j.payload, j.state] for j in jobs]
-        send_frame(self.sock, ["jobs", engine.durable_seq, engine.catalog_version, body])
-        pending = collections.deque(jobs)
-        self.running = pending[0]  # from here on, a death is the running job's doing
-        while pending:
-            message = recv_frame(self.sock)
-            if message[0] == "read":
-                send_frame(self.sock, serve_read(engine, message[1], message[2]))
-                continue
-            _, job_id, state, value, error, user_error = message
-            job = pending.popleft()
-            if job.job_id != job_id:
-                raise ValueError(f"worker answered job {job_id}, expected {job.job_id}")
-            self.running = pending[0] if pending else None
-            self.pool.result(job, _result(state, value, error, user_error))
-        self.idle_since = time.monotonic()
+        self.jobs.extend(jobs)
+        try:
+            send_frame(self.sock, ["jobs", engine.durable_seq, engine.catalog_version, body])
+        except OSError as exc:
+            self._died(exc, started=False)
 
-    def _died(self, jobs: list[Job], exc: BaseException) -> None:
-        """The process died (or spoke nonsense): blame the job it was running."""
-        culprit, expired = self.running, self.expired
-        self.running, self.expired = None, False
-        self.stop()
-        if culprit is None:  # it died before the jobs reached it: none of them is to blame
-            if not self.pool.closed:
-                log.warning("worker %d failed before its jobs started: %r", self.number, exc)
-                self.pool.requeue(jobs)
+    def _readable(self) -> None:
+        try:
+            data = self.sock.recv(1 << 20, socket.MSG_DONTWAIT)
+        except BlockingIOError:
             return
+        except OSError as exc:
+            self._died(exc, started=True)
+            return
+        if not data:
+            self._died(ConnectionError("the worker closed its socket"), started=True)
+            return
+        self.buffer += data
+        while len(self.buffer) >= _LENGTH.size:
+            (length,) = _LENGTH.unpack_from(self.buffer)
+            if length > FRAME_BYTES_MAX:
+                self._died(ValueError(f"a frame of {length} bytes"), started=True)
+                return
+            if len(self.buffer) < _LENGTH.size + length:
+                return
+            body = bytes(self.buffer[_LENGTH.size : _LENGTH.size + length])
+            del self.buffer[: _LENGTH.size + length]
+            try:
+                self._message(msgpack.unpackb(body, raw=False))
+            except (OSError, ValueError, TypeError) as exc:
+                self._died(exc, started=True)
+                return
+
+    def _message(self, message: list[Any]) -> None:
+        if message[0] == "read":
+            send_frame(self.sock, serve_read(self.pool.engine, message[1], message[2]))
+            return
+        _, job_id, state, value, error, user_error = message
+        job = self.jobs.popleft()
+        if job.job_id != job_id:
+            raise ValueError(f"worker answered job {job_id}, expected {job.job_id}")
+        if not self.jobs:
+            self.idle_since = time.monotonic()
+        result = JobResult(
+            state=state, value=value, user_error=user_error,
+            error=None if error is None else decode_error(error),
+        )  # fmt: skip
+        self.pool.finished(self, job, result)
+
+    def _died(self, exc: BaseException, *, started: bool) -> None:
+        """The process died (or spoke nonsense): blame the job it was running, if it had
+        started one; the others sent with it go back to the queue."""
+        if not self.alive:
+            return
+        jobs = list(self.jobs)
+        self.jobs.clear()
+        expired = self.expired
+        self.stop()
+        pool = self.pool
+        pool.forget(self)
+        if pool.closed:
+            return
+        if not started or not jobs:
+            if jobs:
+                log.warning("worker %d failed before its jobs started: %r", self.number, exc)
+            pool.requeue(jobs)
+            return
+        culprit = jobs[0]
         log.warning("worker %d died running job %d (%r)", self.number, culprit.job_id, exc)
-        position = next(i for i, j in enumerate(jobs) if j is culprit)
-        self.pool.requeue(jobs[position + 1 :])
-        self.pool.result(culprit, JobResult(crashed=True, expired=expired))
+        pool.requeue(jobs[1:])
+        pool.finished(self, culprit, JobResult(crashed=True, expired=expired))
 
     def kill(self, *, expired: bool) -> None:
-        process = self.process
-        if process is not None and process.poll() is None:
+        if self.process.poll() is None:
             self.expired = expired
             with contextlib.suppress(ProcessLookupError):
-                os.kill(process.pid, signal.SIGKILL)
+                os.kill(self.process.pid, signal.SIGKILL)
 
     def stop(self) -> None:
-        if self.sock is not None:
-            with contextlib.suppress(OSError):
-                self.sock.close()
-            self.sock = None
-        process, self.process = self.process, None
-        if process is not None:
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(process.pid, signal.SIGKILL)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(5)
-
-
-def _result(state: Any, value: Any, error: Any, user_error: Any) -> JobResult:
-    from core.client_wire import decode_error
-
-    return JobResult(
-        state=state,
-        value=value,
-        error=None if error is None else decode_error(error),
-        user_error=user_error,
-    )
+        if not self.alive:
+            return
+        self.alive = False
+        with contextlib.suppress(ValueError, OSError):
+            self.pool.loop.remove_reader(self.sock.fileno())
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        if self.process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.process.pid, signal.SIGKILL)
+        self.pool.reap(self.process)
 
 
 def serve_read(engine: Engine, method: str, args: list[Any]) -> list[Any]:
@@ -185,9 +202,8 @@ def serve_read(engine: Engine, method: str, args: list[Any]) -> list[Any]:
             result = [codec.pack(t.to_document()) for t in engine.catalog.tables.values()]
         elif method == "history":
             table_id, doc_id, start, end = codec.unpack(args[0])
-            result = codec.pack(
-                engine.table_history(table_id, doc_id, start, end), check_names=False
-            )
+            history = engine.table_history(table_id, doc_id, start, end)
+            result = codec.pack(history, check_names=False)
         else:
             raise StrandError(f"unknown read {method!r:.40}")
     except StrandError as exc:
@@ -198,102 +214,123 @@ def serve_read(engine: Engine, method: str, args: list[Any]) -> list[Any]:
 
 
 class WorkerPool:
-    """See the module docstring. `submit`, `close`: any thread; `on_result`: pool threads."""
+    """See the module docstring. Every method runs on `loop`'s thread."""
 
     def __init__(
         self,
+        loop: asyncio.AbstractEventLoop,
         engine: Engine,
         on_result: OnResult,
         *,
-        min_workers: int = 1,
+        min_workers: int = 2,
         max_workers: int = 16,
+        grow_after_ms: float = 50.0,
         batch_jobs: int = 16,
         idle_s: float = 30.0,
         cwd: str | None = None,
     ) -> None:
+        self.loop = loop
         self.engine = engine
         self.on_result = on_result
         self.min_workers = min_workers
         self.max_workers = max_workers
+        self.grow_after_s = grow_after_ms / 1000
         self.batch_jobs = batch_jobs
         self.idle_s = idle_s
         self.cwd = cwd
         self.closed = False
-        self._cond = threading.Condition()
         self._queue: collections.deque[Job] = collections.deque()
+        self._waiting_since: float | None = None
         self._workers: list[_Worker] = []
-        self._idle = 0
+        self._zombies: list[subprocess.Popen[bytes]] = []
         self._numbers = 0
-        self._deadlines = threading.Thread(target=self._watch, name="strand-deadlines", daemon=True)
-        self._deadlines.start()
         self.stats = {"jobs": 0, "crashes": 0, "expired": 0, "spawned": 0}
+        self._timer = loop.call_later(0.02, self._check)
+
+    @property
+    def pids(self) -> list[int]:
+        return [w.process.pid for w in self._workers]
 
     def submit(self, job: Job) -> None:
-        with self._cond:
-            if self.closed:
-                return
-            self._queue.append(job)
-            self.stats["jobs"] += 1
-            if self._idle == 0 and len(self._workers) < self.max_workers:
-                self._add_worker()
-            self._cond.notify()
+        if self.closed:
+            return
+        if not self._queue:
+            self._waiting_since = time.monotonic()
+        self._queue.append(job)
+        self.stats["jobs"] += 1
+        while len(self._workers) < self.min_workers:
+            self._spawn()
+        self._dispatch()
 
-    def _add_worker(self) -> None:
+    def _spawn(self) -> None:
         self._numbers += 1
-        worker = _Worker(self, self._numbers)
-        self._workers.append(worker)
+        self._workers.append(_Worker(self, self._numbers))
         self.stats["spawned"] += 1
-        worker.thread.start()
 
-    def take(self, worker: _Worker) -> list[Job] | None:
-        """The next jobs for `worker` (None: it should stop)."""
-        with self._cond:
-            self._idle += 1
-            try:
-                while not self._queue:
-                    if self.closed:
-                        return None
-                    spare = len(self._workers) > self.min_workers
-                    idle_for = time.monotonic() - worker.idle_since
-                    if spare and idle_for > self.idle_s:
-                        self._workers.remove(worker)
-                        return None
-                    self._cond.wait(min(self.idle_s, 1.0))
-                # share the queue among the idle workers: several run in parallel
-                share = -(-len(self._queue) // max(1, self._idle))
-                count = min(self.batch_jobs, share)
-                return [self._queue.popleft() for _ in range(count)]
-            finally:
-                self._idle -= 1
+    def _dispatch(self) -> None:
+        """Give the queue to the idle workers, a share each (so they run in parallel)."""
+        idle = [w for w in self._workers if not w.busy and w.alive]
+        for i, worker in enumerate(idle):
+            if not self._queue:
+                break
+            share = -(-len(self._queue) // (len(idle) - i))
+            count = min(self.batch_jobs, share)
+            worker.run([self._queue.popleft() for _ in range(count)])
+        self._waiting_since = time.monotonic() if self._queue else None
 
-    def requeue(self, jobs: list[Job]) -> None:
-        with self._cond:
-            self._queue.extendleft(reversed(jobs))
-            self._cond.notify_all()
-
-    def result(self, job: Job, result: JobResult) -> None:
+    def finished(self, worker: _Worker, job: Job, result: JobResult) -> None:
         if result.crashed:
             self.stats["expired" if result.expired else "crashes"] += 1
         self.on_result(job.job_id, result)
+        if not worker.busy and self._queue:
+            self._dispatch()
 
-    def _watch(self) -> None:
-        """Kill a worker whose job ran past its deadline."""
-        while not self.closed:
-            time.sleep(0.05)
-            now_ms = time.time_ns() // 1_000_000
-            with self._cond:
-                late = [w for w in self._workers if w.running and now_ms > w.running.deadline_ms]
-            for worker in late:
+    def requeue(self, jobs: list[Job]) -> None:
+        if jobs:
+            self._queue.extendleft(reversed(jobs))
+            self._waiting_since = self._waiting_since or time.monotonic()
+        while len(self._workers) < self.min_workers and not self.closed:
+            self._spawn()
+        self._dispatch()
+
+    def forget(self, worker: _Worker) -> None:
+        if worker in self._workers:
+            self._workers.remove(worker)
+
+    def reap(self, process: subprocess.Popen[bytes]) -> None:
+        if process.poll() is None:
+            self._zombies.append(process)
+
+    def _check(self) -> None:
+        """Every 20 ms: kill a worker whose job ran past its deadline; grow the pool while
+        jobs wait; let extra idle workers go; collect dead processes."""
+        if self.closed:
+            return
+        now_ms = time.time_ns() // 1_000_000
+        for worker in list(self._workers):
+            if worker.jobs and now_ms > worker.jobs[0].deadline_ms:
                 worker.kill(expired=True)
+        since = self._waiting_since
+        if since is not None and time.monotonic() - since > self.grow_after_s:
+            if all(w.busy for w in self._workers) and len(self._workers) < self.max_workers:
+                self._spawn()
+            self._dispatch()
+        spare = len(self._workers) - self.min_workers
+        for worker in list(self._workers):
+            if spare > 0 and not worker.busy and time.monotonic() - worker.idle_since > self.idle_s:
+                worker.stop()
+                self.forget(worker)
+                spare -= 1
+        self._zombies = [p for p in self._zombies if p.poll() is None]
+        self._timer = self.loop.call_later(0.02, self._check)
 
     def close(self) -> None:
-        with self._cond:
-            self.closed = True
-            self._queue.clear()
-            workers = list(self._workers)
-            self._cond.notify_all()
-        for worker in workers:
-            worker.kill(expired=False)
-        for worker in workers:
-            worker.thread.join(5)
+        self.closed = True
+        self._timer.cancel()
+        self._queue.clear()
+        for worker in list(self._workers):
             worker.stop()
+        self._workers.clear()
+        for process in self._zombies:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(5)

@@ -573,7 +573,11 @@ def _new_timestamp(
     return cls.__new__(cls, *fields, 0, tz, precision, 0, _DECIMAL_ZERO)
 
 
+@functools.lru_cache(maxsize=4096)
 def _decode_timestamp(data: bytes) -> Timestamp:
+    """Decoded once per distinct encoding (a block repeats its timestamp in every revision,
+    and blocks of one group commit share it): Timestamps are immutable values, so the same
+    object may stand in every place it occurs."""
     if not data or data[0] > 4:
         raise _corrupt("timestamp precision")
     code = data[0]

@@ -448,6 +448,21 @@ class CommitMachine:
                 self._finish(tx, Failed(_expired(tx)))
         self._pump()
 
+    def next_due_ms(self) -> int | None:
+        """When `tick` next has something to do (a backoff ending, an interactive transaction
+        expiring), or None: the host need not call it before another input."""
+        due: int | None = None
+        limit = self.config.transaction_timeout_ms
+        for tx in self._txs.values():
+            at = None
+            if tx.status == _BACKOFF:
+                at = tx.until_ms
+            elif tx.session and tx.status == _OPEN:
+                at = tx.start_ms + limit + 1
+            if at is not None and (due is None or at < due):
+                due = at
+        return due
+
     def client_gone(self, client: int) -> None:
         """A client disconnected: its interactive transactions end; runs go on (a resend
         with the same id finds them)."""

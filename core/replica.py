@@ -13,8 +13,9 @@ with all their derived state, the applied entries shrunk to references into the 
 and the applied index. The write is synced when it holds new entries or a new term or vote
 (Raft's rule, `needs_sync`); a write that only applies committed entries is not (they are
 durable in the log already, and are re-applied after a crash). It then publishes the engine
-and hands back the messages to send. No threads, sockets or clocks: time is ticks,
-randomness is the `random.Random` passed in.
+and hands back the messages to send (a leader may send its appends before its write,
+through `send`, so that its disk and its followers' work at once). No threads, sockets or
+clocks: time is ticks, randomness is the `random.Random` passed in.
 
 The leader's own batches. The commit machine prepares a batch on the engine's head (OCC
 against everything prepared so far) and proposes it with `propose_prepared`; when that entry
@@ -39,7 +40,7 @@ Invariants:
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -81,6 +82,11 @@ def needs_sync(rd: Ready, term_vote: tuple[int, str | None]) -> bool:
         return True
     hs = rd.hard_state
     return hs is not None and (hs.term, hs.vote) != term_vote
+
+
+def _durable(rd: Ready, term_vote: tuple[int, str | None]) -> bool:
+    hs = rd.hard_state
+    return hs is None or (hs.term, hs.vote) == term_vote
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,12 +275,22 @@ class Replica:
             self._own.clear()
             self.engine.request_reset()
 
-    def process_ready(self) -> ReplicaOutput | None:
-        """Persist, apply and publish one Ready; None when there is nothing to do."""
+    def process_ready(self, send: Callable[[Message], None] | None = None) -> ReplicaOutput | None:
+        """Persist, apply and publish one Ready; None when there is nothing to do.
+
+        With `send`, a leader whose term and vote are already durable hands its messages
+        (appends and heartbeats) to `send` BEFORE its own write, so followers write the new
+        entries while it does (Raft allows it: the leader counts its own copy only once
+        written, in `advance`); the output then holds no messages."""
         node = self.node
         if not node.has_ready():
             return None
         rd = node.ready()
+        messages = rd.messages
+        if send is not None and rd.role is Role.LEADER and _durable(rd, self._term_vote):
+            for message in messages:
+                send(message)
+            messages = ()
         if self._own and (
             rd.role is not Role.LEADER or any(t != node.term for t, _ in self._own.values())
         ):
@@ -332,7 +348,7 @@ class Replica:
                 del self._tips[index]
         node.advance(rd)
         return ReplicaOutput(
-            rd.messages,
+            messages,
             tuple((e.index, e.term) for e in rd.committed),
             rd.read_states,
             node.role,

@@ -98,7 +98,7 @@ def run_job(
         value = _OPS[op](tx, accounts, *args)
     except StrandError as exc:
         return JobResult(state=encode_state(tx) if job.state is not None else None, error=exc)
-    return JobResult(state=encode_state(tx), value=payload(value))
+    return JobResult(state=encode_state(tx), value=msgpack.packb(value))
 
 
 def _setup(tx: Transaction, accounts: Accounts, count: int, balance: int) -> bool:

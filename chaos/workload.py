@@ -71,6 +71,12 @@ def transfer(tx: Transaction, source: int, target: int, amount: int) -> tuple[st
     return tx.transaction_id, True
 
 
+def insert_one(tx: Transaction, n: int, table: str = "Bench") -> str:
+    """The benchmarks' transaction: one document of about 120 bytes (importable, so a
+    cluster client pickles a reference to it, not its code)."""
+    return tx.insert(table, {"n": n, "payload": "x" * 100})
+
+
 def total_balance(ledger: LedgerHandle) -> int:
     docs = ledger.execute_lambda(lambda tx: tx.find(TABLE))
     return sum(int(doc["balance"]) for _, doc in docs)

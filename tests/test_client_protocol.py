@@ -65,7 +65,11 @@ errors = st.one_of(
 )
 outcomes = st.one_of(
     st.builds(
-        Done, st.none() | ids, st.none() | blobs, st.none() | st.integers(0, 2**63), st.none() | blobs
+        Done,
+        st.none() | ids,
+        st.none() | blobs,
+        st.none() | st.integers(0, 2**63),
+        st.none() | blobs,
     ),
     st.builds(Failed, st.none() | errors, st.none() | blobs),
 )

@@ -167,8 +167,10 @@ SECRET = b"client-link-test-secret-0123456789"
 def server() -> Iterator[tuple[ClientServer, list[tuple[int, list[bytes]]]]]:
     got: list[tuple[int, list[bytes]]] = []
     loop = asyncio.new_event_loop()
-    node = ClientServer("a", ("127.0.0.1", 0), SECRET, lambda c, m: got.append((c, m)), lambda c: None,
-                        handshake_timeout_s=1.0)  # fmt: skip
+    node = ClientServer(
+        "a", ("127.0.0.1", 0), SECRET, lambda c, m: got.append((c, m)), lambda c: None,
+        handshake_timeout_s=1.0,
+    )  # fmt: skip
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     asyncio.run_coroutine_threadsafe(node.start(), loop).result(5)

@@ -45,8 +45,8 @@ def test_shipped_config_loads() -> None:
     }
     assert config.link("a", "c") == ("127.0.0.1", 47103)
     assert config.peer_addresses("b") == {"a": ("127.0.0.1", 47101), "c": ("127.0.0.1", 47103)}
-    assert (config.tick_ms, config.heartbeat_ticks, config.election_ticks) == (10, 5, 50)
-    assert config.heartbeat_interval_ms == 50
+    assert (config.tick_ms, config.heartbeat_ticks, config.election_ticks) == (50, 2, 10)
+    assert config.heartbeat_interval_ms == 100
     assert config.election_timeout_ms == 500
     assert config.max_batch_transactions == 256
     assert config.max_entries_per_message == 64

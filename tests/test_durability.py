@@ -114,9 +114,13 @@ def test_replicas_lose_no_acknowledged_commit_when_the_power_goes_everywhere() -
 
 def test_replicas_that_do_not_sync_their_log_lose_commits(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(replica, "needs_sync", lambda rd, term_vote: False)
-    with pytest.raises(SimulationError):
-        for seed in range(3):
+    caught = 0
+    for seed in range(3):
+        try:
             cut_every_replica_at_once(seed)
+        except SimulationError:
+            caught += 1
+    assert caught
 
 
 # ----------------------------------------------------------------- block times

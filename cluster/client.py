@@ -345,6 +345,16 @@ class LedgerCluster:
             address = {"strandId": self._strand_id(), "sequenceNo": done.sequence_no}
         return TransactionResult(value, tx_id, address, digest)
 
+    def execute_statement(
+        self, statement: str, *parameters: Any, retry_limit: int = DEFAULT_RETRY_LIMIT
+    ) -> list[Any]:
+        """Run one PartiQL statement in a transaction of its own; its rows. Nothing is
+        pickled: the statement and its Ion parameters travel as they are."""
+        done = self._run(userdata.encode_statements([(statement, parameters)]), retry_limit, None)
+        assert done.value is not None
+        [rows] = userdata.decode_value(done.value)
+        return rows  # type: ignore[no-any-return]
+
     def begin_transaction(self) -> ClusterTransaction:
         """An interactive transaction (statements sent one at a time, then commit): QLDB's
         session transaction. It lives on the leader that began it, 30 s at most."""
@@ -544,13 +554,13 @@ class ClusterTransaction:
         )
         return userdata.decode_value(outcome.value)  # type: ignore[no-any-return]
 
-    def commit(self) -> TransactionResult[None]:
-        """Commit (the server checks QLDB's commit digest against its own). If the node does
-        not answer, the leader resolves whether it committed."""
+    def commit(self, commit_digest: bytes | None = None) -> TransactionResult[None]:
+        """Commit; the server checks QLDB's commit digest (the one computed here from the
+        statements sent, or `commit_digest`) against its own. If the node does not answer,
+        the leader resolves whether it committed."""
         cluster = self._cluster
-        outcome = cluster._once(
-            self._node, Commit(self.transaction_id, self._digest), ATTEMPT_TIMEOUT_S
-        )
+        digest = self._digest if commit_digest is None else commit_digest
+        outcome = cluster._once(self._node, Commit(self.transaction_id, digest), ATTEMPT_TIMEOUT_S)
         if outcome is None:
             lost = Failed(UnavailableError(f"transaction {self.transaction_id} did not commit"))
             outcome = cluster._resolved(self.transaction_id, lost)

@@ -32,7 +32,7 @@ from typing import Any, Generic, TypeVar
 
 from core import queries
 from core.engine import CommitResult, Engine, Genesis, PreparedBatch
-from core.errors import LedgerClosedError, OccConflictError, StrandError
+from core.errors import InvalidArgumentError, LedgerClosedError, OccConflictError, StrandError
 from core.ids import IdSource
 from core.storage import LevelDBStorage, MemoryStorage, Storage
 from core.transaction import Transaction
@@ -72,6 +72,38 @@ def run_reporting(fn: Callable[[Transaction], T], tx: Transaction) -> tuple[T, s
     """Run `fn(tx)`; return its value with the transaction id and commit digest."""
     value = fn(tx)
     return value, tx.transaction_id, tx.commit_digest()
+
+
+class LedgerTransaction:
+    """An open interactive transaction of an embedded Ledger (`Ledger.begin_transaction`)."""
+
+    def __init__(self, ledger: Ledger, tx: Transaction) -> None:
+        self._ledger = ledger
+        self._tx = tx
+        self.transaction_id = tx.transaction_id
+
+    def execute_statement(self, statement: str, *parameters: Any) -> list[Any]:
+        """Run one PartiQL statement in this transaction; its rows."""
+        return list(self._tx.execute_statement(statement, *parameters))
+
+    def commit(self, commit_digest: bytes | None = None) -> TransactionResult[None]:
+        """Commit, or raise OccConflictError (no retry: run the statements again in a new
+        transaction). A `commit_digest` (QLDB's, computed by the client) must match."""
+        tx = self._tx
+        digest = tx.commit_digest()
+        if commit_digest is not None and commit_digest != digest:
+            tx.finished = True
+            raise InvalidArgumentError("the commit digest does not match the statements run")
+        outcome = self._ledger._commit(tx)
+        if not isinstance(outcome, CommitResult):
+            raise outcome
+        address = None
+        if outcome.sequence_no is not None:
+            address = {"strandId": self._ledger.strand_id, "sequenceNo": outcome.sequence_no}
+        return TransactionResult(None, tx.transaction_id, address, digest)
+
+    def abort(self) -> None:
+        self._tx.finished = True
 
 
 class _Request:
@@ -175,6 +207,20 @@ class Ledger:
         seq = self._engine.committed_seq(tx_id)
         address = None if seq is None else {"strandId": self.strand_id, "sequenceNo": seq}
         return TransactionResult(value, tx_id, address, digest)
+
+    def execute_statement(
+        self, statement: str, *parameters: Any, retry_limit: int = DEFAULT_RETRY_LIMIT
+    ) -> list[Any]:
+        """Run one PartiQL statement in a transaction of its own; its rows."""
+        return self.execute_lambda(
+            lambda tx: list(tx.execute_statement(statement, *parameters)), retry_limit
+        )
+
+    def begin_transaction(self) -> LedgerTransaction:
+        """An interactive transaction (QLDB's session transaction): statements one at a time,
+        then `commit` (with QLDB's commit digest checked, when given) or `abort`."""
+        self._check_open()
+        return LedgerTransaction(self, self._engine.begin(self._clock_ms(), self._clock_ms))
 
     def execute_many(
         self, work: Sequence[tuple[str | None, Callable[[Transaction], Any], int]]

@@ -186,6 +186,14 @@ def test_an_interactive_transaction_commits_with_qldbs_commit_digest(
     cluster.execute_lambda(lambda t: t.delete("Accounts", row["documentId"]))
 
 
+def test_a_statement_runs_without_pickling_anything(cluster: LedgerCluster) -> None:
+    [row] = cluster.execute_statement("INSERT INTO Scratch ?", {"from": "a statement"})
+    rows = cluster.execute_statement(
+        'SELECT s."from" AS f FROM Scratch AS s BY id WHERE id = ?', row["documentId"]
+    )
+    assert rows == [{"f": "a statement"}]
+
+
 def test_errors_reach_the_client_typed_and_change_nothing(cluster: LedgerCluster) -> None:
     before = cluster.get_digest()
     with pytest.raises(TableNotFoundError):

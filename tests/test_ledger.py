@@ -268,3 +268,20 @@ def test_a_document_inserted_and_deleted_in_one_transaction_commits_as_nothing(
     assert ledger.execute_lambda(lambda tx: tx.get("T", doc_id)) is None
     assert ledger.history("T", doc_id) == []
     assert ledger.verify_journal().ok
+
+
+def test_an_interactive_transaction_on_the_embedded_ledger(ledger: Ledger) -> None:
+    ledger.execute_statement("CREATE TABLE Car")
+    tx = ledger.begin_transaction()
+    [row] = tx.execute_statement("INSERT INTO Car ?", {"VIN": "1"})
+    result = tx.commit()
+    assert result.block_address is not None
+    assert ledger.execute_statement("SELECT VALUE c.VIN FROM Car AS c") == ["1"]
+    wrong = ledger.begin_transaction()
+    wrong.execute_statement("DELETE FROM Car AS c WHERE c.VIN = '1'")
+    with pytest.raises(InvalidArgumentError):
+        wrong.commit(b"\x00" * 32)
+    aborted = ledger.begin_transaction()
+    aborted.execute_statement("DELETE FROM Car AS c BY id WHERE id = ?", row["documentId"])
+    aborted.abort()
+    assert ledger.execute_statement("SELECT VALUE c.VIN FROM Car AS c") == ["1"]

@@ -106,26 +106,30 @@ class LedgerTransaction:
         self._tx.finished = True
 
 
+class _Waiter:
+    """A committing thread: woken when one of its requests is resolved, or when it is its
+    turn to prepare (`lead`). Only the thread concerned is woken, never all of them."""
+
+    __slots__ = ("event", "lead")
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.lead = False
+
+
 class _Request:
-    """One transaction waiting for its outcome; `lock` is held until it is resolved."""
+    """One transaction waiting for its outcome."""
 
-    __slots__ = ("tx", "outcome", "taken", "lock")
+    __slots__ = ("tx", "outcome", "waiter")
 
-    def __init__(self, tx: Transaction) -> None:
+    def __init__(self, tx: Transaction, waiter: _Waiter) -> None:
         self.tx = tx
         self.outcome: CommitResult | BaseException | None = None
-        self.taken = False  # a preparer has it
-        self.lock = threading.Lock()
-        self.lock.acquire()
+        self.waiter = waiter
 
     def resolve(self, outcome: CommitResult | BaseException) -> None:
         self.outcome = outcome
-        self.lock.release()
-
-    def wait(self) -> CommitResult | BaseException:
-        self.lock.acquire()
-        assert self.outcome is not None
-        return self.outcome
+        self.waiter.event.set()
 
 
 class Ledger:
@@ -272,26 +276,42 @@ class Ledger:
         return self._commit_all([tx])[0]
 
     def _commit_all(self, txs: list[Transaction]) -> list[CommitResult | BaseException]:
-        requests = [_Request(tx) for tx in txs]
+        if not txs:
+            return []
+        waiter = _Waiter()
+        requests = [_Request(tx, waiter) for tx in txs]
         with self._cond:
             if self._closed:
                 return [LedgerClosedError("the ledger is closed")] * len(txs)
             self._queue.extend(requests)
-            while not all(r.taken for r in requests):
-                if self._preparing or self._waiting_batches:
-                    self._cond.wait()
-                else:
+            self._hand_off()
+        while True:
+            waiter.event.wait()
+            with self._cond:
+                waiter.event.clear()
+                if waiter.lead:
+                    waiter.lead = False
                     self._lead()
-        return [request.wait() for request in requests]
+                if all(r.outcome is not None for r in requests):
+                    break
+        return [r.outcome for r in requests]  # type: ignore[misc]
+
+    def _hand_off(self) -> None:
+        """If a batch may be prepared now, make the thread of the oldest queued request its
+        preparer (with `_cond` held)."""
+        if self._queue and not self._preparing and not self._waiting_batches:
+            self._preparing = True  # reserved for that thread
+            waiter = self._queue[0].waiter
+            waiter.lead = True
+            waiter.event.set()
 
     def _lead(self) -> None:
-        """Prepare, then write, everything queued. Called and returns with `_cond` held."""
+        """Prepare, then write, everything queued. Called and returns with `_cond` held,
+        `_preparing` reserved for this thread by `_hand_off`."""
         cond, engine = self._cond, self._engine
-        self._preparing = True
         requests = self._queue[: self._max_batch]
         del self._queue[: self._max_batch]
         for request in requests:
-            request.taken = True
             request.tx.finished = False  # the engine marks them finished as it takes them
         batch: PreparedBatch | None = None
         to_write: list[tuple[_Request, CommitResult]] = []
@@ -311,14 +331,15 @@ class Ledger:
             self._preparing = False
             if to_write:
                 self._waiting_batches += 1
-            cond.notify_all()
+            else:
+                self._hand_off()
         if batch is None or not to_write:
             return
         while self._writing:
-            cond.wait()
+            cond.wait()  # only the one prepared batch waits here, for the writer
         self._waiting_batches -= 1
         self._writing = True
-        cond.notify_all()  # the next preparer may start
+        self._hand_off()  # the next preparer may start
         cond.release()
         try:
             try:
@@ -332,7 +353,8 @@ class Ledger:
         finally:
             cond.acquire()
             self._writing = False
-            cond.notify_all()
+            cond.notify()  # the prepared batch waiting for its turn, if there is one
+            self._hand_off()
 
     # ----------------------------------------------------------------- journal
     def get_digest(self, digest_tip_address: Any = None) -> dict[str, Any]:
@@ -381,7 +403,7 @@ class Ledger:
     def close(self) -> None:
         with self._cond:
             while self._preparing or self._waiting_batches or self._writing:
-                self._cond.wait()
+                self._cond.wait(0.01)
             if not self._closed:
                 self._closed = True
                 self._storage.close()

@@ -140,6 +140,7 @@ class PreparedBatch:
         self.time_ms = engine.head_time_ms  # the last block's timestamp (never goes back)
         self.blocks: list[Block] = []
         self.raw_blocks: list[bytes] = []  # each block as stored (and as replicated)
+        self.packed: dict[tuple[str, str], bytes] = {}  # documents already packed (prepare)
         self.transaction_ids: set[str] = set()
 
     @property
@@ -592,7 +593,10 @@ class Engine:
                     (statement,),
                 )
             )
+        packed: dict[tuple[str, str], bytes] = {}
         for (table_id, doc_id), pending in tx.writes.items():
+            if pending.data is not None:
+                packed[(table_id, doc_id)] = pending.packed
             live = catalog.tables.get(table_id)
             if live is None or not live.active:
                 raise TableNotFoundError(f"table {pending.table.name!r} is no longer active")
@@ -621,6 +625,7 @@ class Engine:
             statements=tx.statements,
             writes=writes,
         )
+        batch.packed = packed  # the documents as the transaction packed them: not again
         self._apply(block, batch)
         return CommitResult(tx.transaction_id, batch.seq)
 
@@ -667,7 +672,10 @@ class Engine:
             if new is None:
                 batch.delete(dkey)
             else:
-                batch.put(dkey, encode_doc(version, seq, codec.pack(data, check_names=False)))
+                packed = batch.packed.pop((table_id, doc_id), None)  # the transaction's own
+                if packed is None:
+                    packed = codec.pack(data, check_names=False)
+                batch.put(dkey, encode_doc(version, seq, packed))
             batch.put(keys.revision_key(table_id, doc_id, version), keys.encode_u64(seq))
             self._bump(seq, "d", table_id, doc_id)
             self._bump(seq, "t", table_id)

@@ -441,11 +441,17 @@ class LedgerCluster:
 
     def nodes(self) -> list[dict[str, Any]]:
         """Each node's status (role, term, leader, indexes, sequence_no, digest, az), or
-        {"node": name, "role": "down"} for one that does not answer."""
+        {"node": name, "role": "down"} for one that does not answer. Each status also says
+        where the node serves clients (learned here for the next connection to it)."""
         out = []
         for name in self.config.node_names:
             status = self._status(name)
-            out.append(status if status is not None else {"node": name, "role": "down"})
+            if status is None:
+                status = {"node": name, "role": "down"}
+            elif isinstance(status.get("client_address"), list):
+                host, port = status["client_address"]
+                self._advertised[name] = (str(host), int(port))
+            out.append(status)
         return out
 
     def _find_leader(self) -> str | None:

@@ -52,6 +52,7 @@ from core.storage import LevelDBStorage
 from core.wire import WireError
 
 log = logging.getLogger("strand.node")
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -261,7 +262,7 @@ class NodeHost:
         status = self.replica.status()  # reads only published state: safe from any thread
         node = self.config.node(self.name)
         status["az"] = node.az
-        status["client_address"] = [node.host, self.clients.port]
+        status["client_address"] = [self.labels.get("advertise_host", node.host), self.clients.port]
         status["pid"] = os.getpid()
         status.update(self.labels)
         status["transport"] = self.transport.stats.as_dict()
@@ -323,7 +324,9 @@ class StorageNode:
 
     def __init__(self, config: ClusterConfig, name: str) -> None:
         logging.basicConfig(level=logging.WARNING)
-        labels = {"ray_node_id": ray.get_runtime_context().get_node_id()}
+        labels: dict[str, Any] = {"ray_node_id": ray.get_runtime_context().get_node_id()}
+        if config.node(name).host in WILDCARD_HOSTS:  # listening everywhere: say where
+            labels["advertise_host"] = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
         self.host = NodeHost(config, name, labels=labels)
 
     def ping(self) -> str:

@@ -3,10 +3,13 @@
 Theory of operation. Every node hosts a `CommitMachine` beside its `Replica`; only the
 leader's does anything but answer "not the leader". The host feeds it client requests
 (`submit`), the results of jobs it asked workers to run (`ran`), time (`tick`) and what the
-replica did in each `process_ready` (`observe`); after any input it takes the duties
-(`take_duties`) and carries them out: run a `Job` on a worker (user code never runs here),
-send a `Reply`, serve a `Read`. No I/O, threads or clocks: time comes in as `now_ms`, and
-randomness (retry backoff, interactive transaction ids) from the `random.Random` passed in.
+replica did in each `process_ready` (`observe`); after the inputs at hand it takes the
+duties (`take_duties`, which first prepares and proposes what became ready, so inputs that
+arrived together commit together) and carries them out: run a `Job` on a worker (user code
+never runs here), send a `Reply`, serve a `Read`; a proposal leaves the replica with work,
+so the host runs `process_ready` again until neither has any. No I/O, threads or clocks:
+time comes in as `now_ms`, and randomness (retry backoff, interactive transaction ids) from
+the `random.Random` passed in.
 
 A transaction's life on the leader:
 1. `Run` (or `Commit` of an interactive transaction) arrives. An id already in flight here
@@ -59,6 +62,7 @@ from core.errors import (
     InvalidArgumentError,
     NotLeaderError,
     OccConflictError,
+    StrandError,
     TransactionAbandonedError,
     TransactionCommittedError,
     TransactionCrashedError,
@@ -237,6 +241,11 @@ class CommitMachine:
         self._duties.append(Dispatch(job))
 
     def take_duties(self) -> list[Duty]:
+        """What the host must do now. Transactions that became ready since the last call
+        are prepared and proposed here, as one group commit: the host takes duties after
+        the inputs at hand (a frame of requests, the results a worker sent together), so
+        everything that arrived together commits together."""
+        self._pump()
         duties, self._duties = self._duties, []
         return duties
 
@@ -255,7 +264,6 @@ class CommitMachine:
             self._held.append((waiter, request))
             return
         self._accept(waiter, request)
-        self._pump()
 
     def _accept(self, waiter: Waiter, request: Request) -> None:
         if isinstance(request, Read):
@@ -415,12 +423,13 @@ class CommitMachine:
             if tx.queue:
                 waiter, request = tx.queue.popleft()
                 self._session_step(tx, waiter, request)
-        elif result.error is not None or result.user_error is not None or result.state is None:
+        elif result.error is not None or result.user_error is not None:
             self._finish(tx, Failed(result.error, result.user_error))
+        elif result.state is None:
+            self._finish(tx, Failed(StrandError("the worker returned no transaction state")))
         else:
             tx.state, tx.value, tx.status = result.state, result.value, _READY
             self._ready.append(tx)
-        self._pump()
 
     def _crashed(self, tx: _Tx) -> None:
         self.stats["crashes"] += 1
@@ -446,7 +455,6 @@ class CommitMachine:
                 self._dispatch(tx, tx.payload, None)
             elif tx.session and tx.status == _OPEN and self.now_ms - tx.start_ms > limit:
                 self._finish(tx, Failed(_expired(tx)))
-        self._pump()
 
     def next_due_ms(self) -> int | None:
         """When `tick` next has something to do (a backoff ending, an interactive transaction
@@ -496,7 +504,6 @@ class CommitMachine:
             held, self._held = self._held, []
             for waiter, request in held:
                 self._accept(waiter, request)
-        self._pump()
 
     def _decided(self, batch: _Batch, *, committed: bool) -> None:
         if committed:
@@ -615,7 +622,6 @@ class CommitMachine:
             self._duties.append(Serve(*waiter))
         for tx in confirm:
             self._finish(tx, Done(tx.tx_id, tx.value, None, tx.commit_digest))
-        self._pump()
 
 
 def _expired(tx: _Tx) -> TransactionExpiredError:

@@ -90,7 +90,9 @@ class Trio:
                         if (m.sender, m.to) not in self.blocked and not dropped:
                             self.replicas[m.to].step(wire.decode(wire.encode(m)))
                     machine.observe(out)
-                for duty in machine.take_duties():
+                duties = machine.take_duties()  # may propose: the replica has work again
+                moved = moved or replica.has_ready()
+                for duty in duties:
                     moved = True
                     if isinstance(duty, Reply):
                         self.replies.append(duty)

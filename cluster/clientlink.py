@@ -28,15 +28,21 @@ used by the asyncio server (cluster/clientserver.py) and the blocking client
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import os
 import socket
-from typing import Any
 
 import msgpack
 
-from cluster.transport import MAC_BYTES, AuthError, FrameOpener, FrameSealer
+from cluster.transport import (
+    MAC_BYTES,
+    AuthError,
+    FrameOpener,
+    FrameSealer,
+    frame,
+    hmac_sha256,
+    unpack_body,
+)
 
 PROTOCOL_VERSION = 1
 NONCE_BYTES = 16
@@ -51,35 +57,20 @@ LINK_TAG = b"strand-client-link"
 _LENGTH_BYTES = 4
 
 
-def _mac(key: bytes, data: bytes) -> bytes:
-    return hmac.new(key, data, hashlib.sha256).digest()
-
-
-def frame(body: bytes, mac: bytes) -> bytes:
-    return len(body).to_bytes(_LENGTH_BYTES, "big") + body + mac
-
-
-def _unpack(body: bytes, what: str) -> Any:
-    try:
-        return msgpack.unpackb(body, raw=False)
-    except Exception as exc:  # msgpack raises several unrelated types
-        raise AuthError(f"{what}: malformed msgpack ({exc})") from exc
-
-
 def link_key(secret: bytes, node_nonce: bytes, client_nonce: bytes, client: str) -> bytes:
-    return _mac(secret, LINK_TAG + node_nonce + client_nonce + client.encode("utf-8"))
+    return hmac_sha256(secret, LINK_TAG + node_nonce + client_nonce + client.encode("utf-8"))
 
 
 def seal_challenge(secret: bytes, node: str, node_nonce: bytes) -> bytes:
     body = msgpack.packb(["strand-client-challenge", PROTOCOL_VERSION, node, node_nonce])
-    return frame(body, _mac(secret, CHALLENGE_TAG + body))
+    return frame(body, hmac_sha256(secret, CHALLENGE_TAG + body))
 
 
 def open_challenge(secret: bytes, body: bytes, mac: bytes, node: str) -> bytes:
     """The node's nonce, once the challenge proves the node holds the secret."""
-    if not hmac.compare_digest(mac, _mac(secret, CHALLENGE_TAG + body)):
+    if not hmac.compare_digest(mac, hmac_sha256(secret, CHALLENGE_TAG + body)):
         raise AuthError("challenge: bad MAC (wrong cluster secret?)")
-    match _unpack(body, "challenge"):
+    match unpack_body(body, "challenge"):
         case ["strand-client-challenge", 1, str(name), bytes(nonce)] if (
             name == node and len(nonce) == NONCE_BYTES
         ):
@@ -91,16 +82,16 @@ def seal_proof(
     secret: bytes, client: str, node: str, node_nonce: bytes, client_nonce: bytes
 ) -> bytes:
     body = msgpack.packb(["strand-client-proof", PROTOCOL_VERSION, client, node, client_nonce])
-    return frame(body, _mac(secret, PROOF_TAG + node_nonce + body))
+    return frame(body, hmac_sha256(secret, PROOF_TAG + node_nonce + body))
 
 
 def open_proof(
     secret: bytes, body: bytes, mac: bytes, node: str, node_nonce: bytes
 ) -> tuple[str, bytes]:
     """(client name, client nonce) of a proof made for this connection's challenge."""
-    if not hmac.compare_digest(mac, _mac(secret, PROOF_TAG + node_nonce + body)):
+    if not hmac.compare_digest(mac, hmac_sha256(secret, PROOF_TAG + node_nonce + body)):
         raise AuthError("proof: bad MAC (wrong cluster secret, or a replayed handshake)")
-    match _unpack(body, "proof"):
+    match unpack_body(body, "proof"):
         case ["strand-client-proof", 1, str(client), str(name), bytes(nonce)] if (
             name == node and len(nonce) == NONCE_BYTES and 0 < len(client) <= 128
         ):
@@ -110,15 +101,17 @@ def open_proof(
 
 def seal_accept(secret: bytes, node: str, node_nonce: bytes, client_nonce: bytes) -> bytes:
     body = msgpack.packb(["strand-client-accept", PROTOCOL_VERSION, node])
-    return frame(body, _mac(secret, ACCEPT_TAG + client_nonce + node_nonce + body))
+    return frame(body, hmac_sha256(secret, ACCEPT_TAG + client_nonce + node_nonce + body))
 
 
 def open_accept(
     secret: bytes, body: bytes, mac: bytes, node: str, node_nonce: bytes, client_nonce: bytes
 ) -> None:
-    if not hmac.compare_digest(mac, _mac(secret, ACCEPT_TAG + client_nonce + node_nonce + body)):
+    if not hmac.compare_digest(
+        mac, hmac_sha256(secret, ACCEPT_TAG + client_nonce + node_nonce + body)
+    ):
         raise AuthError("accept: bad MAC")
-    match _unpack(body, "accept"):
+    match unpack_body(body, "accept"):
         case ["strand-client-accept", 1, str(name)] if name == node:
             return
     raise AuthError("accept: malformed")
@@ -145,7 +138,7 @@ def pack_messages(messages: list[bytes]) -> bytes:
 
 
 def unpack_messages(payload: bytes) -> list[bytes]:
-    body = _unpack(payload, "frame payload")
+    body = unpack_body(payload, "frame payload")
     if not isinstance(body, list) or not all(type(m) is bytes for m in body):
         raise AuthError("frame payload: not an array of messages")
     return body
@@ -154,7 +147,8 @@ def unpack_messages(payload: bytes) -> list[bytes]:
 # ----------------------------------------------------------------- blocking client side
 
 
-def _recv_exactly(sock: socket.socket, n: int) -> bytes:
+def recv_exactly(sock: socket.socket, n: int) -> bytes:
+    """Exactly n bytes from a blocking socket (ConnectionError if it closes first)."""
     chunks = []
     while n:
         chunk = sock.recv(min(n, 1 << 20))
@@ -166,10 +160,10 @@ def _recv_exactly(sock: socket.socket, n: int) -> bytes:
 
 
 def recv_frame(sock: socket.socket, body_bytes_max: int) -> tuple[bytes, bytes]:
-    length = int.from_bytes(_recv_exactly(sock, _LENGTH_BYTES), "big")
+    length = int.from_bytes(recv_exactly(sock, _LENGTH_BYTES), "big")
     if length > body_bytes_max:
         raise AuthError(f"frame of {length} bytes exceeds the limit of {body_bytes_max}")
-    data = _recv_exactly(sock, length + MAC_BYTES)
+    data = recv_exactly(sock, length + MAC_BYTES)
     return data[:length], data[length:]
 
 

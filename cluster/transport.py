@@ -142,15 +142,15 @@ class TransportStats:
 # --- sans-I/O: frames and the handshake -------------------------------------------------
 
 
-def _mac(key: bytes, data: bytes) -> bytes:
+def hmac_sha256(key: bytes, data: bytes) -> bytes:
     return hmac.new(key, data, hashlib.sha256).digest()
 
 
-def _frame(body: bytes, mac: bytes) -> bytes:
+def frame(body: bytes, mac: bytes) -> bytes:
     return len(body).to_bytes(_LENGTH_BYTES, "big") + body + mac
 
 
-def _unpack(body: bytes, what: str) -> Any:
+def unpack_body(body: bytes, what: str) -> Any:
     try:
         return msgpack.unpackb(body, raw=False)
     except (ValueError, TypeError, msgpack.UnpackException) as exc:
@@ -159,20 +159,20 @@ def _unpack(body: bytes, what: str) -> Any:
 
 def link_key(secret: bytes, dialer_nonce: bytes, listener_nonce: bytes, dialer: str) -> bytes:
     """The per-connection key both ends derive after the handshake."""
-    return _mac(secret, LINK_TAG + dialer_nonce + listener_nonce + dialer.encode("utf-8"))
+    return hmac_sha256(secret, LINK_TAG + dialer_nonce + listener_nonce + dialer.encode("utf-8"))
 
 
 def seal_hello(secret: bytes, hello: Hello) -> bytes:
     """The dialer's hello as a wire frame."""
     fields = ["strand-hello", PROTOCOL_VERSION, hello.dialer, hello.listener, hello.nonce]
     body = msgpack.packb(fields, use_bin_type=True)
-    return _frame(body, _mac(secret, HELLO_TAG + body))
+    return frame(body, hmac_sha256(secret, HELLO_TAG + body))
 
 
 def open_hello(secret: bytes, body: bytes, mac: bytes) -> Hello:
-    if not hmac.compare_digest(mac, _mac(secret, HELLO_TAG + body)):
+    if not hmac.compare_digest(mac, hmac_sha256(secret, HELLO_TAG + body)):
         raise AuthError("hello: bad MAC (wrong cluster secret?)")
-    match _unpack(body, "hello"):
+    match unpack_body(body, "hello"):
         case ["strand-hello", int(version), str(dialer), str(listener), bytes(nonce)] if (
             version == PROTOCOL_VERSION and len(nonce) == NONCE_BYTES
         ):
@@ -185,13 +185,13 @@ def seal_hello_ack(secret: bytes, ack: HelloAck, dialer_nonce: bytes) -> bytes:
     body = msgpack.packb(
         ["strand-hello-ack", PROTOCOL_VERSION, ack.listener, ack.nonce], use_bin_type=True
     )
-    return _frame(body, _mac(secret, ACK_TAG + dialer_nonce + body))
+    return frame(body, hmac_sha256(secret, ACK_TAG + dialer_nonce + body))
 
 
 def open_hello_ack(secret: bytes, body: bytes, mac: bytes, dialer_nonce: bytes) -> HelloAck:
-    if not hmac.compare_digest(mac, _mac(secret, ACK_TAG + dialer_nonce + body)):
+    if not hmac.compare_digest(mac, hmac_sha256(secret, ACK_TAG + dialer_nonce + body)):
         raise AuthError("hello ack: bad MAC (wrong cluster secret?)")
-    match _unpack(body, "hello ack"):
+    match unpack_body(body, "hello ack"):
         case ["strand-hello-ack", int(version), str(listener), bytes(nonce)] if (
             version == PROTOCOL_VERSION and len(nonce) == NONCE_BYTES
         ):
@@ -211,7 +211,7 @@ class FrameSealer:
         mac = self._mac.copy()
         mac.update(self.counter.to_bytes(8, "big"))
         mac.update(payload)
-        return _frame(msgpack.packb([self.counter, payload], use_bin_type=True), mac.digest())
+        return frame(msgpack.packb([self.counter, payload], use_bin_type=True), mac.digest())
 
 
 class FrameOpener:
@@ -222,7 +222,7 @@ class FrameOpener:
         self.counter = 0  # of the last frame accepted
 
     def open(self, body: bytes, mac: bytes) -> bytes:
-        match _unpack(body, "frame"):
+        match unpack_body(body, "frame"):
             case [int(counter), bytes(payload)] if 0 < counter < _COUNTER_LIMIT:
                 pass
             case _:

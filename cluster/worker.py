@@ -35,6 +35,7 @@ from typing import Any
 import msgpack
 
 from cluster import userdata
+from cluster.clientlink import recv_exactly
 from core import codec
 from core.catalog import Catalog, TableDef
 from core.client_wire import encode_error
@@ -54,22 +55,11 @@ def send_frame(sock: socket.socket, body: object) -> None:
 
 
 def recv_frame(sock: socket.socket) -> Any:
-    header = _recv(sock, _LENGTH.size)
+    header = recv_exactly(sock, _LENGTH.size)
     (length,) = _LENGTH.unpack(header)
     if length > FRAME_BYTES_MAX:
         raise ConnectionError(f"a frame of {length} bytes")
-    return msgpack.unpackb(_recv(sock, length), raw=False)
-
-
-def _recv(sock: socket.socket, n: int) -> bytes:
-    chunks = []
-    while n:
-        chunk = sock.recv(min(n, 1 << 20))
-        if not chunk:
-            raise ConnectionError("the peer closed the socket")
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
+    return msgpack.unpackb(recv_exactly(sock, length), raw=False)
 
 
 class RemoteView:

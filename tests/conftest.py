@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -66,3 +67,13 @@ def ray_runtime() -> Iterator[None]:
     )
     yield
     ray.shutdown()
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0, what: str = "") -> None:
+    """Poll `condition` every 0.1 s until it holds; fail after `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")

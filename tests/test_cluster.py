@@ -32,6 +32,7 @@ from core.errors import (
 )
 from core.ids import IdSource
 from core.transaction import Transaction
+from tests.conftest import wait_for
 from tests.partiql_steps import load_steps, run_steps
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,15 +47,6 @@ def cluster(ray_runtime: None, tmp_path_factory: pytest.TempPathFactory) -> Iter
     handle.execute_lambda(lambda tx: tx.create_table("Scratch"))  # documents that hold no money
     yield handle
     handle.shutdown()
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def converged(cluster: LedgerCluster) -> bool:

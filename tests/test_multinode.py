@@ -16,12 +16,11 @@ import os
 import socket
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from chaos.raycluster import DEFAULT_ZONES, RayCluster
 from cluster.client import LedgerCluster
+from tests.conftest import wait_for
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,15 +70,6 @@ def driver(ray_cluster: RayCluster, config: Path, data_root: Path, action: str) 
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
-
-
-def wait_for(condition: Callable[[], bool], timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def test_the_ledger_survives_losing_a_ray_node(tmp_path: Path) -> None:

@@ -240,9 +240,10 @@ def test_a_replayed_handshake_and_forged_frames_are_refused(server: Any) -> None
     assert sock.recv(100) == b""
     # a frame with a flipped byte, on a fresh genuine connection
     fresh, fresh_sealer, _ = clientlink.connect(("127.0.0.1", node.port), SECRET, "a", "me", 5)
-    bad = bytearray(fresh_sealer.seal(clientlink.pack_messages([b"twice"])))
-    bad[10] ^= 0x01
-    fresh.sendall(bytes(bad))
+    sealed = fresh_sealer.seal(clientlink.pack_messages([b"twice"]))
+    forged = sealed.replace(b"twice", b"twicf")  # well formed, counter right, MAC wrong
+    assert forged != sealed
+    fresh.sendall(forged)
     fresh.settimeout(2)
     assert fresh.recv(100) == b""
     assert [m for _, m in got] == [[b"once"]]

@@ -24,7 +24,9 @@ with the leader's name (and the client port comes from the config).
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
+import functools
 import logging
 import os
 import random
@@ -46,8 +48,8 @@ from core import client_wire, queries, wire
 from core.commit import CommitMachine
 from core.errors import InvalidArgumentError, StrandError
 from core.raft import Message
-from core.replica import Replica
-from core.requests import Dispatch, Done, Failed, JobResult, Read, Reply, Serve
+from core.replica import ReadyWork, Replica, ReplicaOutput
+from core.requests import Dispatch, Done, Duty, Failed, JobResult, Read, Reply, Request, Serve
 from core.storage import LevelDBStorage
 from core.wire import WireError
 
@@ -103,6 +105,10 @@ class NodeHost:
         self._readers = concurrent.futures.ThreadPoolExecutor(2, thread_name_prefix="strand-read")
         self._scheduled = False
         self._timer: asyncio.TimerHandle | None = None
+        # a Ready's storage write runs on this thread; meanwhile inputs wait in `_deferred`
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="strand-write")
+        self._writing = False
+        self._deferred: collections.deque[Callable[[], None]] = collections.deque()
         self.stats: dict[str, float] = {"ready_ms": 0.0, "readies": 0, "requests": 0}
         self._stopped = threading.Event()
         self._started = threading.Event()
@@ -120,20 +126,34 @@ class NodeHost:
         self._started.set()
         self.loop.run_forever()
 
+    def _when_idle(self, fn: Callable[[], None]) -> None:
+        """Feed an input to the replica or the machine now, or, while a Ready's write is on
+        the writer thread (nothing may touch them then), as soon as it is done."""
+        if self._writing:
+            self._deferred.append(fn)
+        else:
+            fn()
+
     def _tick(self) -> None:
         """Raft's clock; an idle node does no more than this (nothing else wakes it)."""
         if self._stopped.is_set():
             return
+        self._when_idle(self._tick_now)
+        self.loop.call_later(self.config.tick_ms / 1000, self._tick)
+
+    def _tick_now(self) -> None:
         self.replica.tick()
         if self.replica.has_ready():
-            self._process()
-        self.loop.call_later(self.config.tick_ms / 1000, self._tick)
+            self._schedule()
 
     def _machine_timer(self) -> None:
         """The commit machine's own timers (a retry's backoff, a transaction's expiry)."""
         self._timer = None
+        self._when_idle(self._machine_tick)
+
+    def _machine_tick(self) -> None:
         self.machine.tick(_now_ms())
-        self._process()
+        self._schedule()
 
     def _arm_machine_timer(self) -> None:
         due = self.machine.next_due_ms()
@@ -155,12 +175,15 @@ class NodeHost:
         if message.sender != peer:
             log.warning("node %s: %s sent a message signed %s", self.name, peer, message.sender)
             return
+        self._when_idle(functools.partial(self._step, message))
+
+    def _step(self, message: Message) -> None:
         self.replica.step(message)
         self._schedule()
 
     def _on_client_messages(self, connection: int, messages: list[bytes]) -> None:
-        now = _now_ms()
-        for data in messages:
+        requests = []
+        for data in messages:  # decoded at once, even while a write is on the disk
             try:
                 request_id, request, read = client_wire.decode_request(data)
             except WireError as exc:
@@ -169,16 +192,25 @@ class NodeHost:
             self.stats["requests"] += 1
             if isinstance(request, Read):
                 self._reads[(connection, request_id)] = read
+            requests.append((request_id, request))
+        self._when_idle(functools.partial(self._submit, connection, requests))
+
+    def _submit(self, connection: int, requests: list[tuple[int, Request]]) -> None:
+        now = _now_ms()
+        for request_id, request in requests:
             self.machine.submit(connection, request_id, request, now)
-        self._process()
+        self._schedule()
 
     def _on_client_gone(self, connection: int) -> None:
-        self.machine.client_gone(connection)
+        self._when_idle(functools.partial(self.machine.client_gone, connection))
         self._outbox.pop(connection, None)
         for key in [k for k in self._reads if k[0] == connection]:
             del self._reads[key]
 
     def _ran(self, job_id: int, result: JobResult) -> None:
+        self._when_idle(functools.partial(self._ran_now, job_id, result))
+
+    def _ran_now(self, job_id: int, result: JobResult) -> None:
         self.machine.ran(job_id, result, _now_ms())
         self._schedule()
 
@@ -188,32 +220,63 @@ class NodeHost:
             self.loop.call_soon(self._process)
 
     def _process(self) -> None:
-        """Carry out every duty, in core's order, until nothing is ready (see the docstring)."""
+        """Carry out every duty, in core's order, until nothing is ready (see the docstring).
+
+        A Ready that writes goes to the writer thread (`_written` goes on from there); the
+        loop meanwhile keeps reading sockets, decoding, serving workers' reads."""
         self._scheduled = False
+        if self._writing:
+            return
         replica, machine = self.replica, self.machine
         while True:
-            started = time.perf_counter()
-            out = replica.process_ready(self._send)
-            if out is not None:
-                self.stats["ready_ms"] += (time.perf_counter() - started) * 1000
-                self.stats["readies"] += 1
-                for message in out.messages:
-                    self._send(message)
-                machine.observe(out)
-            duties = machine.take_duties()
-            for duty in duties:
-                if isinstance(duty, Reply):
-                    self._queue_reply(
-                        duty.client, client_wire.encode_outcome(duty.request_id, duty.outcome)
-                    )
-                elif isinstance(duty, Dispatch):
-                    self._pool().submit(duty.job)
-                else:
-                    self._serve(duty)
-            if out is None and not duties and not replica.has_ready():
+            self._carry_out(machine.take_duties())  # may propose: the replica has a Ready
+            work = replica.start_ready(self._send)
+            if work is None:
                 break
+            if work.writes:
+                self._writing = True
+                started = time.perf_counter()
+                future = self._writer.submit(work.write)
+                future.add_done_callback(functools.partial(self._write_done, work, started))
+                break
+            self._finished(replica.finish_ready(work))
         self._flush()
         self._arm_machine_timer()
+
+    def _write_done(
+        self, work: ReadyWork, started: float, future: concurrent.futures.Future[None]
+    ) -> None:
+        """On the writer thread: back to the loop."""
+        self.loop.call_soon_threadsafe(self._written, work, future, started)
+
+    def _written(
+        self, work: ReadyWork, future: concurrent.futures.Future[None], started: float
+    ) -> None:
+        self._writing = False
+        future.result()  # a storage failure stops here (the node must be restarted)
+        self.stats["ready_ms"] += (time.perf_counter() - started) * 1000
+        self.stats["readies"] += 1
+        self._finished(self.replica.finish_ready(work))
+        deferred, self._deferred = self._deferred, collections.deque()
+        for fn in deferred:  # the inputs that arrived meanwhile, in order
+            fn()
+        self._process()
+
+    def _finished(self, out: ReplicaOutput) -> None:
+        for message in out.messages:
+            self._send(message)
+        self.machine.observe(out)
+
+    def _carry_out(self, duties: list[Duty]) -> None:
+        for duty in duties:
+            if isinstance(duty, Reply):
+                self._queue_reply(
+                    duty.client, client_wire.encode_outcome(duty.request_id, duty.outcome)
+                )
+            elif isinstance(duty, Dispatch):
+                self._pool().submit(duty.job)
+            else:
+                self._serve(duty)
 
     def _send(self, message: Message) -> None:
         self.transport.send(message.to, wire.encode(message))
@@ -267,6 +330,7 @@ class NodeHost:
         status.update(self.labels)
         status["transport"] = self.transport.stats.as_dict()
         status["machine"] = dict(self.machine.stats)
+        status["host"] = dict(self.stats)
         status["workers"] = {} if self.workers is None else dict(self.workers.stats)
         return status
 
@@ -295,6 +359,7 @@ class NodeHost:
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(10)
             self._readers.shutdown(wait=True, cancel_futures=True)
+            self._writer.shutdown(wait=True)
             self.storage.close()
 
 

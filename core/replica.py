@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -87,6 +87,34 @@ def needs_sync(rd: Ready, term_vote: tuple[int, str | None]) -> bool:
 def _durable(rd: Ready, term_vote: tuple[int, str | None]) -> bool:
     hs = rd.hard_state
     return hs is None or (hs.term, hs.vote) == term_vote
+
+
+@dataclass(slots=True)
+class ReadyWork:
+    """One Ready between `Replica.start_ready` and `Replica.finish_ready`: `write()` makes
+    it durable (any thread; one atomic storage write, synced when Raft needs it)."""
+
+    rd: Ready
+    messages: tuple[Message, ...]
+    puts: list[tuple[bytes, bytes]]
+    deletes: list[bytes]
+    sync: bool
+    replica: Replica
+    own: list[PreparedBatch] = field(default_factory=list)  # the leader's prepared batches
+    applied: PreparedBatch | None = None  # others' blocks, derived
+
+    @property
+    def writes(self) -> bool:
+        return bool(self.puts or self.deletes or self.own or self.applied is not None)
+
+    def write(self) -> None:
+        engine = self.replica.engine
+        if self.own:
+            engine.write_batches(self.own, self.puts, self.deletes, sync=self.sync)
+        elif self.applied is not None:
+            engine.write(self.applied, self.puts, self.deletes, sync=self.sync)
+        elif self.puts or self.deletes:
+            self.replica.storage.write(self.puts, self.deletes, sync=self.sync)
 
 
 @dataclass(frozen=True, slots=True)
@@ -281,7 +309,17 @@ class Replica:
         With `send`, a leader whose term and vote are already durable hands its messages
         (appends and heartbeats) to `send` BEFORE its own write, so followers write the new
         entries while it does (Raft allows it: the leader counts its own copy only once
-        written, in `advance`); the output then holds no messages."""
+        written, in `advance`); the output then holds no messages. The same as
+        `start_ready`, `ReadyWork.write`, `finish_ready`, which a host uses to write on
+        another thread (nothing may touch the replica between the first and the last)."""
+        work = self.start_ready(send)
+        if work is None:
+            return None
+        work.write()
+        return self.finish_ready(work)
+
+    def start_ready(self, send: Callable[[Message], None] | None = None) -> ReadyWork | None:
+        """Take the next Ready and derive everything it must write (see `process_ready`)."""
         node = self.node
         if not node.has_ready():
             return None
@@ -296,20 +334,19 @@ class Replica:
         ):
             self._drop_own()
         puts, deletes = self.log.writes(rd.entries)
-        sync = needs_sync(rd, self._term_vote)
+        work = ReadyWork(rd, messages, puts, deletes, needs_sync(rd, self._term_vote), self)
         if rd.hard_state is not None:
             hs = rd.hard_state
             puts.append(
                 (META_RAFT_STATE, codec.frame(msgpack.packb([hs.term, hs.vote, hs.commit])))
             )
-        own: list[PreparedBatch] = []
         blocks: list[Block] = []
         raws: list[bytes] = []
         for entry in rd.committed:
             if is_batch(entry.data):
                 mine = self._own.pop(entry.index, None)
                 if mine is not None and mine[0] == entry.term:
-                    own.append(mine[1])
+                    work.own.append(mine[1])
                 else:
                     got = self._decoded.pop(entry.index, None)
                     if got is None:  # not checked here yet (a restart, or a lost own batch)
@@ -323,21 +360,21 @@ class Replica:
                 puts.append(
                     (failure_key(record.transaction_id), codec.frame(encode_record(record)))
                 )
-        if own and blocks:
+        if work.own and blocks:
             raise AssertionError("a leader's own batches and others' in one apply")
         if rd.committed:
             puts.append((META_RAFT_APPLIED, keys.encode_u64(rd.committed[-1].index)))
-        engine = self.engine
-        if own:
-            engine.write_batches(own, puts, deletes, sync=sync)
-            for batch in own:
-                engine.publish(batch)
-        elif blocks:
-            batch = engine.apply_blocks(blocks, checked=True, raw_blocks=raws)
-            engine.write(batch, puts, deletes, sync=sync)
+        if blocks:
+            work.applied = self.engine.apply_blocks(blocks, checked=True, raw_blocks=raws)
+        return work
+
+    def finish_ready(self, work: ReadyWork) -> ReplicaOutput:
+        """After `work.write()`: publish what it wrote and advance Raft."""
+        rd, engine, node = work.rd, self.engine, self.node
+        for batch in work.own:
             engine.publish(batch)
-        elif puts or deletes:
-            self.storage.write(puts, deletes, sync=sync)
+        if work.applied is not None:
+            engine.publish(work.applied)
         if rd.hard_state is not None:
             self._term_vote = (rd.hard_state.term, rd.hard_state.vote)
         self.log.stored(rd.entries)
@@ -348,7 +385,7 @@ class Replica:
                 del self._tips[index]
         node.advance(rd)
         return ReplicaOutput(
-            messages,
+            work.messages,
             tuple((e.index, e.term) for e in rd.committed),
             rd.read_states,
             node.role,

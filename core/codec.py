@@ -803,7 +803,7 @@ def _reduce_timestamp(value: datetime.datetime) -> tuple[Callable[[bytes], Any],
 
 
 # amazon-ion's Timestamp does not survive pickling (datetime's reduce hands __new__ bytes it
-# cannot take), so an Ion timestamp captured by a transaction function sent to the cluster's
-# coordinator would break it. Pickle it (and IonPyTimestamp) through this codec instead.
+# cannot take), so an Ion timestamp captured by a transaction function sent to the cluster
+# (cloudpickled to a worker) would break it. Pickle it (and IonPyTimestamp) through this codec.
 copyreg.pickle(Timestamp, _reduce_timestamp)
 copyreg.pickle(IonPyTimestamp, _reduce_timestamp)

@@ -48,7 +48,8 @@ class UnavailableError(StrandError):
 
 class TransactionCommittedError(StrandError):
     """The transaction is in the journal, but its function's return value was lost (the
-    coordinator restarted between commit and reply). Retrying it would apply it twice."""
+    leader that committed it died before answering, and the retry reached another one).
+    It committed exactly once; retrying it under a new id would apply it twice."""
 
     def __init__(self, message: str, transaction_id: str, sequence_no: int | None) -> None:
         super().__init__(message)

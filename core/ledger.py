@@ -43,7 +43,7 @@ BACKOFF_BASE_MS = 10
 MAX_BATCH_TRANSACTIONS = 1024
 
 # Stores a prepared batch durably and publishes it (default: Engine.write, Engine.publish).
-# A replicated ledger supplies one that first replicates the batch (cluster/coordinator.py).
+# A test (tests/test_replica.py) supplies one that first replicates the batch through Raft.
 WriteBatch = Callable[[Engine, PreparedBatch], None]
 
 
@@ -232,7 +232,7 @@ class Ledger:
         """Run several (transaction id, fn, retry limit) on this thread, as one group commit.
 
         Each is `execute_lambda`'s contract; the transactions of one round share a group
-        commit (the cluster coordinator runs a client's batched call this way), and those
+        commit, and those
         that met an OCC conflict are run again together, after one jittered backoff. Returns,
         in order, (True, fn's result) or (False, the exception).
         """

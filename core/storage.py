@@ -12,8 +12,8 @@ random operation sequences:
   key in both ends up put; a key put twice keeps the last value). Concurrent readers see
   all of a batch or none of it, and after a crash the store holds all of it or none of it.
   `LevelDBStorage.write` is durable (fsynced) when it returns, unless the store was opened
-  with `sync=False` (a cache that can be rebuilt, like the cluster coordinator's copy of the
-  journal: a process crash loses nothing, a machine crash may lose the latest batches).
+  with `sync=False` (for data that can be rebuilt, such as the journals benchmarks and scale
+  tests build: a process crash loses nothing, a machine crash may lose the latest batches).
   A batch with a non-`bytes` key or value raises TypeError and writes nothing.
 - Safe for concurrent readers plus writers from several threads. `close()` is idempotent,
   waits for operations in flight, and afterwards every call raises `StorageClosedError`

@@ -1,8 +1,9 @@
 """core.replica and core.wire: the ledger on Raft, three replicas in one process, no Ray.
 
 Messages go through core.wire's encoding; storage is MemoryStorage (or LevelDB for the
-restart test). The coordinator is an embedded Ledger whose write_batch proposes to the leader
-and pumps messages until the entry is applied.
+restart test). The proposer is an embedded Ledger whose write_batch proposes to the leader
+and pumps messages until the entry is applied (the commit machine's own tests are in
+tests/test_commit.py).
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class Trio:
                 return leaders[0]
         raise AssertionError("no leader")
 
-    def coordinator(self) -> Ledger:
+    def proposer(self) -> Ledger:
         def replicate(engine: Engine, batch: PreparedBatch) -> None:
             leader = self.elect()
             index = leader.propose(encode_batch(batch.blocks))
@@ -86,9 +87,9 @@ class Trio:
             self.pump()
 
 
-def test_three_replicas_and_the_coordinator_hold_one_journal() -> None:
+def test_three_replicas_and_the_proposer_hold_one_journal() -> None:
     trio = Trio()
-    ledger = trio.coordinator()
+    ledger = trio.proposer()
     ledger.execute_lambda(lambda tx: tx.create_table("Car"))
     for n in range(15):
         ledger.execute_lambda(lambda tx, n=n: tx.insert("Car", {"vin": n}))
@@ -134,7 +135,7 @@ def test_a_follower_refuses_a_block_that_does_not_chain() -> None:
 
 def test_the_leader_refuses_a_batch_that_does_not_extend_its_log() -> None:
     trio = Trio()
-    ledger = trio.coordinator()
+    ledger = trio.proposer()
     ledger.execute_lambda(lambda tx: tx.create_table("Car"))
     stale = Ledger(MemoryStorage(), genesis=GENESIS)
     stale.execute_lambda(lambda tx: tx.create_table("Boat"))  # also block 1, another chain
@@ -146,7 +147,7 @@ def test_the_leader_refuses_a_batch_that_does_not_extend_its_log() -> None:
 def test_a_restarted_replica_rebuilds_from_leveldb(tmp_path: Path) -> None:
     stores: dict[str, Storage] = {n: LevelDBStorage(tmp_path / n) for n in NAMES}
     trio = Trio(stores)
-    ledger = trio.coordinator()
+    ledger = trio.proposer()
     ledger.execute_lambda(lambda tx: tx.create_table("Car"))
     trio.settle()
     victim = next(n for n, r in trio.replicas.items() if r.node.role is not Role.LEADER)

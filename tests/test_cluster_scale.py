@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import ray
 
 from chaos.journals import build_journal, seed_cluster
 from cluster.client import LedgerCluster, _with_data_root
@@ -34,15 +35,19 @@ def run_on_a_big_journal(tmp_path: Path, blocks: int) -> None:
         doc_id = cluster.execute_lambda(lambda tx: tx.insert("Scale", {"after": True}))
         killed = time.monotonic()
         cluster.kill("digest", restart=True)
-        for _ in range(100):
+        up = ready = killed
+        for _ in range(200):  # Ray restarts the actor: a new process, its imports
             try:
+                ray.get(cluster._actor("digest").ping.remote(), timeout=5)  # noqa: SLF001
+                up = time.monotonic()
                 digest = cluster.audit("get_digest")
+                ready = time.monotonic()
                 break
             except Exception:
-                continue
-        # a figure for the README, not a timed assertion: Ray's restart plus one digest
-        print(f"\ndigest actor: killed -> serving a digest of {blocks:,} blocks in "
-              f"{time.monotonic() - killed:.2f} s")  # fmt: skip
+                time.sleep(0.05)
+        # figures for the README, not timed assertions
+        print(f"\ndigest actor at {blocks:,} blocks: Ray restarted it in {up - killed:.2f} s; "
+              f"its first digest took {1000 * (ready - up):.0f} ms more")  # fmt: skip
         assert digest["digestTipAddress"]["sequenceNo"] == last + 1
         answer = cluster.audit("get_block", {"strandId": first["digestTipAddress"]["strandId"],
                                              "sequenceNo": 65_537})  # fmt: skip

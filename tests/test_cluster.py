@@ -26,6 +26,7 @@ from cluster.client import LedgerCluster
 from core import shell, verification
 from core.errors import (
     InvalidArgumentError,
+    StrandError,
     TableNotFoundError,
     TransactionCrashedError,
     TransactionExpiredError,
@@ -192,6 +193,17 @@ def test_errors_reach_the_client_typed_and_change_nothing(cluster: LedgerCluster
         cluster.execute_lambda(lambda tx: tx.insert("NoSuchTable", {"a": 1}))
     with pytest.raises(ZeroDivisionError):  # the user's own exception, as it was raised
         cluster.execute_lambda(lambda tx: tx.insert("Scratch", {"n": 1}) and 1 / 0)
+
+    class Unpicklable(Exception):
+        def __reduce__(self) -> object:
+            raise TypeError("no")
+
+    def raise_unpicklable(tx: Transaction) -> None:
+        tx.insert("Scratch", {"n": 3})
+        raise Unpicklable("with a lock", threading.Lock())
+
+    with pytest.raises(StrandError, match="Unpicklable: .*with a lock"):
+        cluster.execute_lambda(raise_unpicklable)
     with pytest.raises(InvalidArgumentError, match="cannot be sent back"):
         cluster.execute_lambda(lambda tx: (tx.insert("Scratch", {"n": 2}), threading.Lock())[1])
     assert cluster.get_digest()["digest"] == before["digest"]
@@ -304,6 +316,7 @@ def test_a_frozen_leader_is_abandoned_for_the_new_one(cluster: LedgerCluster) ->
     finally:
         os.kill(pid, signal.SIGCONT)
     thread.join(120)
+    print(f"\nfrozen leader: commits resumed {resumed_s:.2f} s after SIGSTOP")
     assert resumed_s < 5.0, resumed_s
     check_journal(cluster, result)
 

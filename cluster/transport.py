@@ -20,27 +20,45 @@ False and counts a drop. The dialer reconnects with exponential backoff (`backof
 doubling to `backoff_ms_max`, each wait jittered to between half and all of it), reset by
 every successful handshake.
 
-Wire format (all integers big-endian)
--------------------------------------
+Wire format (all integers big-endian), protocol version 2
+---------------------------------------------------------
 Every frame is `u32 length || body || mac`, `body` being `length` bytes of msgpack and `mac`
-32 bytes of HMAC-SHA256.
+32 bytes of HMAC-SHA256. The handshake is a challenge and response, so a recorded
+handshake cannot be replayed:
 
-1. dialer -> listener, hello: body = ["strand-hello", 1, dialer_name, listener_name,
-   dialer_nonce (16 random bytes)], mac = HMAC(secret, HELLO_TAG || body).
-2. listener -> dialer, ack: body = ["strand-hello-ack", 1, listener_name, listener_nonce],
-   mac = HMAC(secret, ACK_TAG || dialer_nonce || body) (so an old ack cannot be replayed).
-3. both derive key = HMAC(secret, b"strand-link" || dialer_nonce || listener_nonce ||
+1. listener -> dialer, challenge, as soon as the connection is accepted: body =
+   ["strand-challenge", 2, listener_name, listener_nonce (16 fresh random bytes)],
+   mac = HMAC(secret, CHALLENGE_TAG || body) (the dialer learns early that it reached a
+   holder of the secret, though only the ack proves the listener is live).
+2. dialer -> listener, hello: body = ["strand-hello", 2, dialer_name, listener_name,
+   dialer_nonce (16 random bytes)], mac = HMAC(secret, HELLO_TAG || listener_nonce || body):
+   only a holder of the secret can make it, and only for this connection's challenge.
+3. listener -> dialer, ack: body = ["strand-hello-ack", 2, listener_name],
+   mac = HMAC(secret, ACK_TAG || dialer_nonce || listener_nonce || body) (so an old ack
+   cannot be replayed to the dialer either).
+4. both derive key = HMAC(secret, b"strand-link" || dialer_nonce || listener_nonce ||
    dialer_name); then dialer -> listener only, data: body = [counter, payload] with counter
    1, 2, 3, ..., mac = HMAC(key, 0x01 || u64 counter || payload). (0x01 is the direction,
    dialer to listener; the listener sends nothing after its ack.)
 
-The listener drops the connection (and counts an auth failure, logged on the
-"strand.transport" logger) on: a bad MAC, a hello for another node or from a name that is
-not one of its peers, a counter other than previous + 1 (a replayed, reordered or dropped
-frame), a frame longer than `max_frame_bytes` (64 MiB; hellos 1 KiB), malformed msgpack,
-or a handshake not finished within `handshake_timeout_ms`. A newer authenticated
-connection from the same peer replaces an older one: nothing more is delivered from the
-older one, even what it had already buffered.
+The listener drops the connection (and counts an auth failure) on: a bad MAC (a hello made
+for another challenge included), a hello for another node or from a name that is not one
+of its peers, a counter other than previous + 1 (a replayed, reordered or dropped frame),
+a frame longer than `max_frame_bytes` (64 MiB; handshake frames 1 KiB), malformed msgpack,
+or a handshake not finished within `handshake_timeout_ms`.
+
+A connection is adopted as its peer's link only when its first data frame has
+authenticated under the derived key, never on the hello alone; it then replaces the
+peer's older link (nothing more is delivered from the older one, even what it had already
+buffered). "Older" is by accept order: a connection accepted before the adopted one is
+dropped unused if it ever authenticates a frame (so adoption never goes back in time).
+
+Connections still in their handshake (accepted, hello not yet checked) are capped: at most
+`max_unauthenticated_count` in all and `max_unauthenticated_per_source_count` per source
+IP address; a connection beyond either cap is closed as soon as it is accepted (counted in
+`handshakes_refused`). Auth failures and refusals are logged on the "strand.transport"
+logger at most once per source per `auth_log_interval_ms` (the rest counted in
+`auth_log_suppressed`, and their number told on the source's next line).
 
 Invariants
 ----------
@@ -48,16 +66,21 @@ Invariants
   passed to `send`, over a connection whose handshake and every frame authenticated.
 - Per directed link, payloads are delivered in the order they were sent, each at most
   once: what arrives is a subsequence of what was sent (the dialer uses one connection at
-  a time and never resends; the listener delivers only from the newest connection).
+  a time, opens the next only after the last one closed and never resends; the listener
+  delivers only from the newest adopted connection and never adopts an older one).
+- Only a connection that has authenticated a data frame replaces a peer's link: a replayed,
+  forged or idle handshake never tears down a working one.
 - Loss is possible: frames being written when a link breaks (counted in
   `frames_lost_on_break`, though some of them may have arrived), frames sent to a peer
   that restarts, and sends refused by a full queue or after `close()`. Raft tolerates it.
 - Memory is bounded: at most `max_queue_messages` payloads queued per peer, frames of at
-  most `max_frame_bytes`.
+  most `max_frame_bytes`, at most `max_unauthenticated_count` connections in their
+  handshake, and the log limiter remembers at most `_LOG_SOURCES_MAX` sources.
 - After `close()` returns, no task or socket of the transport is left (it accepts
   connections itself rather than through asyncio.start_server for that reason).
 
-`send` must be called on the event loop's thread (it is not thread-safe).
+`send` must be called on the event loop's thread (it is not thread-safe). This module
+reads the monotonic clock (for the log limiter); it is the I/O edge.
 """
 
 from __future__ import annotations
@@ -69,6 +92,7 @@ import logging
 import os
 import random
 import socket
+import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -80,10 +104,11 @@ FRAME_BYTES_MAX = 64 * 1024 * 1024
 HELLO_BYTES_MAX = 1024
 MAC_BYTES = 32
 NONCE_BYTES = 16
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 DIALER_TO_LISTENER = b"\x01"
-HELLO_TAG = b"strand/hello/v1\x00"
-ACK_TAG = b"strand/hello-ack/v1\x00"
+CHALLENGE_TAG = b"strand/challenge/v2\x00"
+HELLO_TAG = b"strand/hello/v2\x00"
+ACK_TAG = b"strand/hello-ack/v2\x00"
 LINK_TAG = b"strand-link"
 _LENGTH_BYTES = 4
 _COUNTER_LIMIT = 1 << 64
@@ -92,10 +117,17 @@ _BATCH_BYTES_MAX = 1 << 20
 _BACKLOG = 128
 _ACCEPT_PAUSE_S = 1.0  # after accept() fails for lack of file descriptors or memory
 _CLOSE_WAIT_S = 1.0  # for a closing connection to flush, before it is aborted
+_LOG_SOURCES_MAX = 256  # sources the auth-failure log limiter tells apart
 
 
 class AuthError(Exception):
     """A handshake or frame failed authentication; its connection must be dropped."""
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    listener: str
+    nonce: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +140,6 @@ class Hello:
 @dataclass(frozen=True, slots=True)
 class HelloAck:
     listener: str
-    nonce: bytes
 
 
 @dataclass(slots=True)
@@ -119,11 +150,14 @@ class TransportStats:
     batches_written: int = 0  # writer.write calls: frames_sent / batches_written per syscall
     bytes_received: int = 0
     auth_failures: int = 0  # connections dropped for failing authentication, either side
+    handshakes_refused: int = 0  # closed when accepted: too many handshakes in progress
+    auth_log_suppressed: int = 0  # auth-failure and refusal log lines left out (rate limit)
     drops_queue_full: int = 0
     drops_unknown_peer: int = 0
     drops_oversize: int = 0
     drops_closed: int = 0  # sent after close(), or still queued at close()
     frames_lost_on_break: int = 0  # being written when a link broke (some may have arrived)
+    inbound_replaced: int = 0  # adopted inbound links replaced by a newer connection
     connects: int = 0  # outbound handshakes completed
     reconnects: int = 0  # ... on a link that had been connected before
     connect_failures: int = 0  # outbound attempts that failed without an auth failure
@@ -162,16 +196,35 @@ def link_key(secret: bytes, dialer_nonce: bytes, listener_nonce: bytes, dialer: 
     return hmac_sha256(secret, LINK_TAG + dialer_nonce + listener_nonce + dialer.encode("utf-8"))
 
 
-def seal_hello(secret: bytes, hello: Hello) -> bytes:
-    """The dialer's hello as a wire frame."""
+def seal_challenge(secret: bytes, challenge: Challenge) -> bytes:
+    """The listener's challenge as a wire frame."""
+    fields = ["strand-challenge", PROTOCOL_VERSION, challenge.listener, challenge.nonce]
+    body = msgpack.packb(fields, use_bin_type=True)
+    return frame(body, hmac_sha256(secret, CHALLENGE_TAG + body))
+
+
+def open_challenge(secret: bytes, body: bytes, mac: bytes) -> Challenge:
+    if not hmac.compare_digest(mac, hmac_sha256(secret, CHALLENGE_TAG + body)):
+        raise AuthError("challenge: bad MAC (wrong cluster secret?)")
+    match unpack_body(body, "challenge"):
+        case ["strand-challenge", int(version), str(listener), bytes(nonce)] if (
+            version == PROTOCOL_VERSION and len(nonce) == NONCE_BYTES
+        ):
+            return Challenge(listener=listener, nonce=nonce)
+    raise AuthError("challenge: malformed")
+
+
+def seal_hello(secret: bytes, hello: Hello, listener_nonce: bytes) -> bytes:
+    """The dialer's hello, answering a challenge that carried `listener_nonce`, as a frame."""
     fields = ["strand-hello", PROTOCOL_VERSION, hello.dialer, hello.listener, hello.nonce]
     body = msgpack.packb(fields, use_bin_type=True)
-    return frame(body, hmac_sha256(secret, HELLO_TAG + body))
+    return frame(body, hmac_sha256(secret, HELLO_TAG + listener_nonce + body))
 
 
-def open_hello(secret: bytes, body: bytes, mac: bytes) -> Hello:
-    if not hmac.compare_digest(mac, hmac_sha256(secret, HELLO_TAG + body)):
-        raise AuthError("hello: bad MAC (wrong cluster secret?)")
+def open_hello(secret: bytes, body: bytes, mac: bytes, listener_nonce: bytes) -> Hello:
+    """The hello of a connection whose challenge carried `listener_nonce`."""
+    if not hmac.compare_digest(mac, hmac_sha256(secret, HELLO_TAG + listener_nonce + body)):
+        raise AuthError("hello: bad MAC (wrong cluster secret, or a replayed handshake?)")
     match unpack_body(body, "hello"):
         case ["strand-hello", int(version), str(dialer), str(listener), bytes(nonce)] if (
             version == PROTOCOL_VERSION and len(nonce) == NONCE_BYTES
@@ -180,22 +233,23 @@ def open_hello(secret: bytes, body: bytes, mac: bytes) -> Hello:
     raise AuthError("hello: malformed")
 
 
-def seal_hello_ack(secret: bytes, ack: HelloAck, dialer_nonce: bytes) -> bytes:
+def seal_hello_ack(
+    secret: bytes, ack: HelloAck, dialer_nonce: bytes, listener_nonce: bytes
+) -> bytes:
     """The listener's answer to a hello carrying `dialer_nonce`, as a wire frame."""
-    body = msgpack.packb(
-        ["strand-hello-ack", PROTOCOL_VERSION, ack.listener, ack.nonce], use_bin_type=True
-    )
-    return frame(body, hmac_sha256(secret, ACK_TAG + dialer_nonce + body))
+    body = msgpack.packb(["strand-hello-ack", PROTOCOL_VERSION, ack.listener], use_bin_type=True)
+    return frame(body, hmac_sha256(secret, ACK_TAG + dialer_nonce + listener_nonce + body))
 
 
-def open_hello_ack(secret: bytes, body: bytes, mac: bytes, dialer_nonce: bytes) -> HelloAck:
-    if not hmac.compare_digest(mac, hmac_sha256(secret, ACK_TAG + dialer_nonce + body)):
-        raise AuthError("hello ack: bad MAC (wrong cluster secret?)")
+def open_hello_ack(
+    secret: bytes, body: bytes, mac: bytes, dialer_nonce: bytes, listener_nonce: bytes
+) -> HelloAck:
+    expected = hmac_sha256(secret, ACK_TAG + dialer_nonce + listener_nonce + body)
+    if not hmac.compare_digest(mac, expected):
+        raise AuthError("hello ack: bad MAC (wrong cluster secret, or a replayed ack?)")
     match unpack_body(body, "hello ack"):
-        case ["strand-hello-ack", int(version), str(listener), bytes(nonce)] if (
-            version == PROTOCOL_VERSION and len(nonce) == NONCE_BYTES
-        ):
-            return HelloAck(listener=listener, nonce=nonce)
+        case ["strand-hello-ack", int(version), str(listener)] if version == PROTOCOL_VERSION:
+            return HelloAck(listener=listener)
     raise AuthError("hello ack: malformed")
 
 
@@ -249,6 +303,91 @@ async def read_frame(reader: asyncio.StreamReader, body_bytes_max: int) -> tuple
     return data[:length], data[length:]
 
 
+# --- caps on handshakes, rate-limited logging (shared with cluster/clientserver.py) ------
+
+
+class HandshakeGate:
+    """Counts connections still in their handshake, in all and per source address.
+
+    `admit(source)` says whether one more may start (and counts it); each admitted one is
+    `release`d exactly once, when its handshake ends either way.
+    """
+
+    def __init__(self, max_count: int, max_per_source_count: int) -> None:
+        if max_count < 1 or max_per_source_count < 1:
+            raise ValueError("the handshake caps must be positive")
+        self._max_count = max_count
+        self._max_per_source_count = max_per_source_count
+        self._by_source: dict[str, int] = {}
+        self.count = 0  # admitted, not yet released
+
+    def admit(self, source: str) -> bool:
+        in_progress = self._by_source.get(source, 0)
+        if self.count >= self._max_count or in_progress >= self._max_per_source_count:
+            return False
+        self._by_source[source] = in_progress + 1
+        self.count += 1
+        return True
+
+    def release(self, source: str) -> None:
+        in_progress = self._by_source[source] - 1
+        if in_progress:
+            self._by_source[source] = in_progress
+        else:
+            del self._by_source[source]
+        self.count -= 1
+
+
+class SourceLimitedLog:
+    """Logs a warning at most once per source per interval; counts the lines it leaves out.
+
+    The next line logged for a source tells how many of its lines were left out since the
+    last one. At most `sources_max` sources are told apart at a time (older entries are
+    forgotten once their interval has passed; beyond that, the other sources share one).
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        interval_ms: int,
+        *,
+        sources_max: int = _LOG_SOURCES_MAX,
+        clock_s: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if interval_ms < 0:
+            raise ValueError("the log interval cannot be negative")
+        self._log = logger
+        self._interval_s = interval_ms / 1000
+        self._sources_max = sources_max
+        self._clock_s = clock_s
+        self._sources: dict[str, list[float]] = {}  # source -> [last logged at, left out]
+        self.suppressed = 0
+
+    def warning(self, source: str, message: str, *args: object) -> bool:
+        """Log `message % args` unless `source` had a line within the interval; True if logged."""
+        now_s = self._clock_s()
+        if source not in self._sources and len(self._sources) >= self._sources_max:
+            self._sources = {
+                key: entry
+                for key, entry in self._sources.items()
+                if now_s - entry[0] < self._interval_s
+            }
+            if len(self._sources) >= self._sources_max:
+                source = "(other sources)"
+        entry = self._sources.get(source)
+        if entry is not None and now_s - entry[0] < self._interval_s:
+            entry[1] += 1
+            self.suppressed += 1
+            return False
+        left_out = 0 if entry is None else int(entry[1])
+        self._sources[source] = [now_s, 0]
+        if left_out:
+            message += " (%d similar lines from %s left out since the last one)"
+            args = (*args, left_out, source)
+        self._log.warning(message, *args)
+        return True
+
+
 # --- the asyncio shell ---------------------------------------------------------------------
 
 
@@ -266,6 +405,14 @@ class _Link:
         self.ever_connected = False
         # while connected with nothing queued or being drained: write `send`s at once
         self.idle: tuple[asyncio.StreamWriter, FrameSealer] | None = None
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class _Inbound:
+    """One accepted connection; `seq` orders connections by when they were accepted."""
+
+    seq: int
+    writer: asyncio.StreamWriter
 
 
 def _set_nodelay(writer: asyncio.StreamWriter) -> None:
@@ -291,6 +438,9 @@ class Transport:
         backoff_ms_max: int = 1_000,
         handshake_timeout_ms: int = 5_000,
         drain_timeout_ms: int = 5_000,
+        max_unauthenticated_count: int = 64,
+        max_unauthenticated_per_source_count: int = 8,
+        auth_log_interval_ms: int = 10_000,
         logger: logging.Logger | None = None,
     ) -> None:
         if node_name in peers:
@@ -314,13 +464,16 @@ class Transport:
         self._handshake_timeout_s = handshake_timeout_ms / 1000
         self._drain_timeout_s = drain_timeout_ms / 1000
         self._log = logger if logger is not None else logging.getLogger("strand.transport")
+        self._gate = HandshakeGate(max_unauthenticated_count, max_unauthenticated_per_source_count)
+        self._auth_log = SourceLimitedLog(self._log, auth_log_interval_ms)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._listener: socket.socket | None = None
         self._accept_pause: asyncio.TimerHandle | None = None
         self._unclaimed: set[socket.socket] = set()  # accepted, its task not yet started
         self._port: int | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._inbound: dict[str, asyncio.StreamWriter] = {}
+        self._inbound: dict[str, _Inbound] = {}  # peer -> its adopted connection
+        self._accepted = 0  # connections accepted so far: the latest one's `seq`
         self._closed = False
 
     @property
@@ -408,6 +561,11 @@ class Transport:
         if not task.cancelled() and (exc := task.exception()) is not None:
             self._log.error("%s: task %s failed", self.node_name, task.get_name(), exc_info=exc)
 
+    def _warn_auth(self, source: str, message: str, *args: object) -> None:
+        """A warning about an auth failure or a refusal, rate-limited per source."""
+        if not self._auth_log.warning(source, message, *args):
+            self.stats.auth_log_suppressed += 1
+
     async def _close_writer(self, writer: asyncio.StreamWriter) -> None:
         if self._closed:
             writer.transport.abort()  # shutting down: do not wait for buffered bytes
@@ -433,7 +591,7 @@ class Transport:
         assert self._listener is not None
         for _ in range(_BACKLOG):
             try:
-                sock, _address = self._listener.accept()
+                sock, address = self._listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
             except ConnectionAbortedError:
@@ -444,11 +602,22 @@ class Transport:
                 assert self._loop is not None
                 self._accept_pause = self._loop.call_later(_ACCEPT_PAUSE_S, self._resume_accepting)
                 return
+            source = str(address[0])
+            if not self._gate.admit(source):
+                sock.close()
+                self.stats.handshakes_refused += 1
+                self._warn_auth(
+                    source,
+                    "%s: refused a connection from %s: too many handshakes in progress",
+                    self.node_name,
+                    source,
+                )
+                continue
             sock.setblocking(False)
+            self._accepted += 1
             self._unclaimed.add(sock)
-            self._track(
-                asyncio.create_task(self._serve(sock), name=f"strand-serve-{self.node_name}")
-            )
+            name = f"strand-serve-{self.node_name}"
+            self._track(asyncio.create_task(self._serve(sock, source, self._accepted), name=name))
 
     def _stop_accepting(self) -> None:
         if self._accept_pause is not None:
@@ -462,77 +631,94 @@ class Transport:
         if not self._closed and self._loop is not None and self._listener is not None:
             self._loop.add_reader(self._listener.fileno(), self._accept_ready)
 
-    async def _serve(self, sock: socket.socket) -> None:
+    async def _serve(self, sock: socket.socket, source: str, seq: int) -> None:
         self._unclaimed.discard(sock)  # from here on this task owns the socket
-        reader, writer = await asyncio.open_connection(sock=sock)  # on failure, closes sock
-        await self._serve_connection(reader, writer)
-
-    async def _serve_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        remote = writer.get_extra_info("peername")
-        peer: str | None = None
+        in_handshake = True  # counted by the gate
         try:
-            _set_nodelay(writer)
+            reader, writer = await asyncio.open_connection(sock=sock)  # on failure, closes sock
+            connection = _Inbound(seq, writer)
+            peer: str | None = None
             try:
-                async with asyncio.timeout(self._handshake_timeout_s):
-                    peer, opener = await self._accept_handshake(reader, writer)
-            except (OSError, asyncio.IncompleteReadError) as exc:  # TimeoutError is an OSError
-                raise AuthError(f"handshake not completed ({exc!r})") from exc
-            self._adopt_inbound(peer, writer)
-            await self._receive(peer, opener, reader, writer)
-        except AuthError as exc:
-            self.stats.auth_failures += 1
-            self._log.warning(
-                "%s: dropped inbound connection from %s (%s): %s",
-                self.node_name,
-                remote,
-                f"peer {peer!r}" if peer else "unauthenticated",
-                exc,
-            )
-        except OSError as exc:
-            self._log.info("%s: inbound link from %r broke: %r", self.node_name, peer, exc)
+                _set_nodelay(writer)
+                try:
+                    async with asyncio.timeout(self._handshake_timeout_s):
+                        peer, opener = await self._accept_handshake(reader, writer)
+                except (OSError, asyncio.IncompleteReadError) as exc:  # TimeoutError: OSError
+                    raise AuthError(f"handshake not completed ({exc!r})") from exc
+                self._gate.release(source)
+                in_handshake = False
+                await self._receive(peer, opener, reader, connection)
+            except AuthError as exc:
+                self.stats.auth_failures += 1
+                self._warn_auth(
+                    source,
+                    "%s: dropped inbound connection from %s (%s): %s",
+                    self.node_name,
+                    writer.get_extra_info("peername"),
+                    f"peer {peer!r}" if peer else "unauthenticated",
+                    exc,
+                )
+            except OSError as exc:
+                self._log.info("%s: inbound link from %r broke: %r", self.node_name, peer, exc)
+            finally:
+                if peer is not None and self._inbound.get(peer) is connection:
+                    del self._inbound[peer]
+                await self._close_writer(writer)
         finally:
-            if peer is not None and self._inbound.get(peer) is writer:
-                del self._inbound[peer]
-            await self._close_writer(writer)
+            if in_handshake:
+                self._gate.release(source)
 
     async def _accept_handshake(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> tuple[str, FrameOpener]:
-        hello = open_hello(self._secret, *await read_frame(reader, HELLO_BYTES_MAX))
+        listener_nonce = os.urandom(NONCE_BYTES)
+        writer.write(seal_challenge(self._secret, Challenge(self.node_name, listener_nonce)))
+        body, mac = await read_frame(reader, HELLO_BYTES_MAX)
+        hello = open_hello(self._secret, body, mac, listener_nonce)
         if hello.listener != self.node_name:
             raise AuthError(f"hello is for node {hello.listener!r}, this is {self.node_name!r}")
         if hello.dialer not in self._links:
             raise AuthError(f"hello from unknown node {hello.dialer!r}")
-        nonce = os.urandom(NONCE_BYTES)
-        writer.write(seal_hello_ack(self._secret, HelloAck(self.node_name, nonce), hello.nonce))
+        ack = seal_hello_ack(self._secret, HelloAck(self.node_name), hello.nonce, listener_nonce)
+        writer.write(ack)
         await writer.drain()
-        key = link_key(self._secret, hello.nonce, nonce, hello.dialer)
+        key = link_key(self._secret, hello.nonce, listener_nonce, hello.dialer)
         return hello.dialer, FrameOpener(key, DIALER_TO_LISTENER)
 
-    def _adopt_inbound(self, peer: str, writer: asyncio.StreamWriter) -> None:
-        older = self._inbound.get(peer)
-        if older is not None:
+    def _adopt_inbound(self, peer: str, connection: _Inbound) -> bool:
+        """Make `connection` `peer`'s link, unless a newer one already is; True if it is."""
+        current = self._inbound.get(peer)
+        if current is not None:
+            if current.seq > connection.seq:
+                return False
             self._log.info("%s: new link from %s replaces the older one", self.node_name, peer)
-            older.transport.abort()
-        self._inbound[peer] = writer
+            self.stats.inbound_replaced += 1
+            current.writer.transport.abort()
+        self._inbound[peer] = connection
+        return True
 
     async def _receive(
         self,
         peer: str,
         opener: FrameOpener,
         reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
+        connection: _Inbound,
     ) -> None:
-        while self._inbound.get(peer) is writer:  # until a newer connection replaces this one
+        """Deliver frames; the first one that authenticates makes this `peer`'s link."""
+        adopted = False
+        while not adopted or self._inbound.get(peer) is connection:  # until a newer one wins
             try:
                 body, mac = await read_frame(reader, self._max_frame_bytes)
             except asyncio.IncompleteReadError:
                 self._log.info("%s: inbound link from %s closed", self.node_name, peer)
                 return
             payload = opener.open(body, mac)
-            if self._inbound.get(peer) is not writer:
+            if not adopted:
+                if not self._adopt_inbound(peer, connection):
+                    self._log.info("%s: a stale link from %s was dropped", self.node_name, peer)
+                    return
+                adopted = True
+            elif self._inbound.get(peer) is not connection:
                 return
             self.stats.frames_received += 1
             self.stats.bytes_received += len(payload)
@@ -573,18 +759,28 @@ class Transport:
             async with asyncio.timeout(self._handshake_timeout_s):
                 reader, writer = await asyncio.open_connection(*link.address)
                 _set_nodelay(writer)
+                body, mac = await read_frame(reader, HELLO_BYTES_MAX)
+                challenge = open_challenge(self._secret, body, mac)
+                if challenge.listener != link.peer:
+                    raise AuthError(f"expected node {link.peer!r}, reached {challenge.listener!r}")
                 nonce = os.urandom(NONCE_BYTES)
-                writer.write(seal_hello(self._secret, Hello(self.node_name, link.peer, nonce)))
+                hello = Hello(self.node_name, link.peer, nonce)
+                writer.write(seal_hello(self._secret, hello, challenge.nonce))
                 await writer.drain()
-                ack = open_hello_ack(
-                    self._secret, *await read_frame(reader, HELLO_BYTES_MAX), dialer_nonce=nonce
-                )
+                body, mac = await read_frame(reader, HELLO_BYTES_MAX)
+                ack = open_hello_ack(self._secret, body, mac, nonce, challenge.nonce)
             if ack.listener != link.peer:
                 raise AuthError(f"expected node {link.peer!r}, reached {ack.listener!r}")
             connected = True
         except AuthError as exc:
             self.stats.auth_failures += 1
-            self._log.warning("%s: handshake with %s failed: %s", self.node_name, link.peer, exc)
+            self._warn_auth(
+                f"dial {link.peer}",
+                "%s: handshake with %s failed: %s",
+                self.node_name,
+                link.peer,
+                exc,
+            )
             return None
         except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
             self.stats.connect_failures += 1
@@ -598,7 +794,7 @@ class Transport:
             self.stats.reconnects += 1
         link.ever_connected = True
         self._log.info("%s: connected to %s at %s", self.node_name, link.peer, link.address)
-        key = link_key(self._secret, nonce, ack.nonce, self.node_name)
+        key = link_key(self._secret, nonce, challenge.nonce, self.node_name)
         return reader, writer, FrameSealer(key, DIALER_TO_LISTENER)
 
     async def _pump(

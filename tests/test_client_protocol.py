@@ -4,18 +4,25 @@ authenticated link of cluster/clientlink.py on real sockets (cluster/clientserve
 Property tests: every message round-trips; garbage gives a typed error; a transaction
 shipped as its state (core.transaction.encode_state) commits exactly the block the original
 would. Link tests: a handshake made with another secret, a replayed handshake, a forged or
-replayed frame are each refused, and nothing reaches the node from them.
+replayed frame are each refused, and nothing reaches the node from them; nothing a client
+sends before it has authenticated is ever unpickled (a pickle that would create a file, sent
+in every place an unauthenticated client can put bytes, never does); idle connections beyond
+the per-source cap are closed at once while an authenticated client keeps exchanging
+messages, and the refusals are logged once per source per interval.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
+import pathlib
+import pickle
 import random
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import msgpack
@@ -25,7 +32,7 @@ from hypothesis import strategies as st
 
 from cluster import clientlink
 from cluster.clientserver import ClientServer
-from cluster.transport import AuthError
+from cluster.transport import AuthError, FrameSealer
 from core import client_wire, codec
 from core.engine import Engine, Genesis
 from core.errors import (
@@ -163,22 +170,41 @@ def test_a_state_that_is_not_one_is_refused(data: bytes) -> None:
 SECRET = b"client-link-test-secret-0123456789"
 
 
-@pytest.fixture
-def server() -> Iterator[tuple[ClientServer, list[tuple[int, list[bytes]]]]]:
-    got: list[tuple[int, list[bytes]]] = []
+Got = list[tuple[int, list[bytes]]]
+
+
+@contextlib.contextmanager
+def serving(
+    on_messages: Callable[[int, list[bytes]], None] | None = None, **options: Any
+) -> Iterator[tuple[ClientServer, Got, asyncio.AbstractEventLoop]]:
+    """A ClientServer on its own loop thread; what reaches it is in `got` (unless
+    `on_messages` is given, which is then called too)."""
+    got: Got = []
+
+    def received(connection: int, messages: list[bytes]) -> None:
+        got.append((connection, messages))
+        if on_messages is not None:
+            on_messages(connection, messages)
+
+    options.setdefault("handshake_timeout_ms", 1_000)
     loop = asyncio.new_event_loop()
-    node = ClientServer(
-        "a", ("127.0.0.1", 0), SECRET, lambda c, m: got.append((c, m)), lambda c: None,
-        handshake_timeout_s=1.0,
-    )  # fmt: skip
+    node = ClientServer("a", ("127.0.0.1", 0), SECRET, received, lambda c: None, **options)
     thread = threading.Thread(target=loop.run_forever, daemon=True)
     thread.start()
     asyncio.run_coroutine_threadsafe(node.start(), loop).result(5)
-    yield node, got
-    asyncio.run_coroutine_threadsafe(node.close(), loop).result(5)
-    loop.call_soon_threadsafe(loop.stop)
-    thread.join(5)
-    loop.close()
+    try:
+        yield node, got, loop
+    finally:
+        asyncio.run_coroutine_threadsafe(node.close(), loop).result(5)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(5)
+        loop.close()
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[ClientServer, Got]]:
+    with serving() as (node, got, _loop):
+        yield node, got
 
 
 def _wait(condition: Any) -> None:
@@ -208,8 +234,8 @@ def test_a_client_without_the_secret_is_refused(server: Any) -> None:
     sock.sendall(clientlink.seal_proof(wrong, "me", "a", nonce, os.urandom(16)))
     sock.settimeout(2)
     assert sock.recv(100) == b""
-    _wait(lambda: node.stats["auth_failures"])
-    assert node.stats["auth_failures"] == 1
+    _wait(lambda: node.stats["auth_failures"] == 2)
+    assert node.stats["auth_failures"] == 2  # the client that gave up counts too
     assert not got
     sock.close()
 
@@ -255,3 +281,139 @@ def test_a_replayed_handshake_and_forged_frames_are_refused(server: Any) -> None
 def test_a_frame_payload_must_be_messages() -> None:
     with pytest.raises(AuthError):
         clientlink.unpack_messages(codec.pack({"not": "a list"}))
+
+
+class Touch:
+    """Unpickling this creates a file: it stands for the code of a transaction function."""
+
+    def __init__(self, path: pathlib.Path) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, tuple[pathlib.Path]]:
+        return (pathlib.Path.touch, (self.path,))
+
+
+def _closed_without_a_reply(sock: socket.socket) -> None:
+    sock.settimeout(5)
+    with contextlib.suppress(ConnectionResetError):
+        assert sock.recv(100) == b""
+    sock.close()
+
+
+def test_nothing_is_unpickled_before_authentication(tmp_path: pathlib.Path) -> None:
+    def run_pickles(connection: int, messages: list[bytes]) -> None:
+        for message in messages:  # what a node does, in the end, with a transaction function
+            pickle.loads(message)
+
+    attack_marker, genuine_marker = tmp_path / "attack", tmp_path / "genuine"
+    attack = pickle.dumps(Touch(attack_marker))
+    as_frame = clientlink.pack_messages([attack])
+    with serving(run_pickles) as (node, got, _loop):
+        address = ("127.0.0.1", node.port)
+
+        def challenged() -> tuple[socket.socket, bytes]:
+            sock = socket.create_connection(address, timeout=5)
+            nonce = clientlink.open_challenge(
+                SECRET, *clientlink.recv_frame(sock, clientlink.HANDSHAKE_BYTES_MAX), node="a"
+            )
+            return sock, nonce
+
+        # a genuine client's pickle runs (so the node would run anything that got through)
+        sock, nonce = challenged()
+        client_nonce = os.urandom(clientlink.NONCE_BYTES)
+        proof = clientlink.seal_proof(SECRET, "me", "a", nonce, client_nonce)
+        sock.sendall(proof)
+        clientlink.recv_frame(sock, clientlink.HANDSHAKE_BYTES_MAX)
+        sealer, _ = clientlink.client_sealers(SECRET, nonce, client_nonce, "me")
+        genuine_frame = sealer.seal(clientlink.pack_messages([pickle.dumps(Touch(genuine_marker))]))
+        sock.sendall(genuine_frame)
+        _wait(genuine_marker.exists)
+        assert genuine_marker.exists()
+        sock.close()
+        genuine_marker.unlink()
+        # 1. the pickle itself, first thing
+        raw, _ = challenged()
+        raw.sendall(attack)
+        _closed_without_a_reply(raw)
+        # 2. a data frame in place of the proof, sealed with a key of the sender's own
+        framed, _ = challenged()
+        framed.sendall(
+            FrameSealer(b"a key of my own" * 2, clientlink.CLIENT_TO_NODE).seal(as_frame)
+        )
+        _closed_without_a_reply(framed)
+        # 3. a proof made with another secret, then a frame under the key it implies
+        wrong, nonce = challenged()
+        mine = os.urandom(clientlink.NONCE_BYTES)
+        other = b"not-the-cluster-secret-0123"
+        wrong.sendall(clientlink.seal_proof(other, "me", "a", nonce, mine))
+        wrong.sendall(clientlink.client_sealers(other, nonce, mine, "me")[0].seal(as_frame))
+        _closed_without_a_reply(wrong)
+        # 4. the genuine client's proof and frame, recorded and replayed
+        replay, _ = challenged()
+        replay.sendall(proof + genuine_frame)
+        _closed_without_a_reply(replay)
+        _wait(lambda: node.stats["auth_failures"] == 4)
+        assert node.stats["auth_failures"] == 4
+    assert not attack_marker.exists()
+    assert not genuine_marker.exists()
+    assert len(got) == 1  # the genuine client's frame only
+
+
+def _challenged_or_closed(sock: socket.socket) -> bool:
+    """True if the node sent this connection a challenge, False if it closed it."""
+    sock.settimeout(5)
+    try:
+        clientlink.recv_frame(sock, clientlink.HANDSHAKE_BYTES_MAX)
+    except OSError:  # ConnectionError: closed; ConnectionResetError: reset
+        return False
+    return True
+
+
+def test_idle_clients_beyond_the_per_source_cap_are_closed_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="strand.clients")
+    cap, extra = 4, 6
+    options: dict[str, Any] = {
+        "handshake_timeout_ms": 1_500,
+        "max_unauthenticated_per_source_count": cap,
+        "auth_log_interval_ms": 60_000,
+    }
+    with serving(**options) as (node, got, loop):
+        address = ("127.0.0.1", node.port)
+        live, sealer, opener = clientlink.connect(address, SECRET, "a", "live", 5)
+        flood = [socket.create_connection(address, timeout=5) for _ in range(cap + extra)]
+        _wait(lambda: node.stats["handshakes_refused"] == extra)
+        challenged = [_challenged_or_closed(sock) for sock in flood]
+        assert sorted(challenged) == [False] * extra + [True] * cap
+        assert node.stats["auth_failures"] == 0  # the others are still in their handshake
+        # the live client exchanges messages meanwhile, both ways
+        live.sendall(sealer.seal(clientlink.pack_messages([b"ping"])))
+        _wait(lambda: got)
+        assert got == [(got[0][0], [b"ping"])]
+        loop.call_soon_threadsafe(node.send, got[0][0], [b"pong"])
+        live.settimeout(5)
+        reply = clientlink.recv_frame(live, clientlink.FRAME_BYTES_MAX)
+        assert clientlink.unpack_messages(opener.open(*reply)) == [b"pong"]
+        # a new client from the flooded source gets in once the idle ones time out
+        newcomer = None
+        for _ in range(100):
+            try:
+                newcomer, new_sealer, _ = clientlink.connect(address, SECRET, "a", "new", 5)
+                break
+            except OSError:  # refused while the idle connections hold the source's slots
+                threading.Event().wait(0.05)
+        assert newcomer is not None
+        newcomer.sendall(new_sealer.seal(clientlink.pack_messages([b"new"])))
+        _wait(lambda: len(got) == 2)
+        assert got[1][1] == [b"new"]
+        _wait(lambda: node.stats["auth_failures"] == cap)
+        stats = dict(node.stats)
+        for sock in [live, newcomer, *flood]:
+            sock.close()
+    assert stats["auth_failures"] == cap
+    events = stats["handshakes_refused"] + stats["auth_failures"]
+    assert stats["auth_log_suppressed"] == events - 1
+    lines = [r.getMessage() for r in caplog.records if r.name == "strand.clients"]
+    assert len(lines) == 1, lines  # one line for all the refusals and failures from 127.0.0.1
+    assert "too many handshakes in progress" in lines[0]

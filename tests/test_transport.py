@@ -19,15 +19,18 @@ from cluster.transport import (
     FRAME_BYTES_MAX,
     NONCE_BYTES,
     AuthError,
+    Challenge,
     FrameOpener,
     FrameSealer,
     Hello,
     HelloAck,
     Transport,
     link_key,
+    open_challenge,
     open_hello,
     open_hello_ack,
     read_frame,
+    seal_challenge,
     seal_hello,
     seal_hello_ack,
 )
@@ -164,16 +167,27 @@ def test_frame_checks() -> None:
         opener.open(b"\x92\x00\xc4\x00", bytes(32))  # counter 0
 
 
-def test_hello_and_ack() -> None:
+def test_challenge_hello_and_ack() -> None:
+    listener_nonce, other = b"l" * NONCE_BYTES, b"o" * NONCE_BYTES
+    challenge = Challenge("a", listener_nonce)
+    assert open_challenge(SECRET, *split(seal_challenge(SECRET, challenge))) == challenge
+    with pytest.raises(AuthError, match="wrong cluster secret"):
+        open_challenge(b"other secret 0123456789", *split(seal_challenge(SECRET, challenge)))
     nonce = b"n" * NONCE_BYTES
     hello = Hello("b", "a", nonce)
-    assert open_hello(SECRET, *split(seal_hello(SECRET, hello))) == hello
+    sealed = split(seal_hello(SECRET, hello, listener_nonce))
+    assert open_hello(SECRET, *sealed, listener_nonce) == hello
     with pytest.raises(AuthError, match="wrong cluster secret"):
-        open_hello(b"other secret 0123456789", *split(seal_hello(SECRET, hello)))
-    ack = HelloAck("a", b"m" * NONCE_BYTES)
-    assert open_hello_ack(SECRET, *split(seal_hello_ack(SECRET, ack, nonce)), nonce) == ack
+        open_hello(b"other secret 0123456789", *sealed, listener_nonce)
+    with pytest.raises(AuthError, match="replayed handshake"):  # made for another challenge
+        open_hello(SECRET, *sealed, other)
+    ack = HelloAck("a")
+    sealed = split(seal_hello_ack(SECRET, ack, nonce, listener_nonce))
+    assert open_hello_ack(SECRET, *sealed, nonce, listener_nonce) == ack
     with pytest.raises(AuthError, match="bad MAC"):  # an ack to another hello
-        open_hello_ack(SECRET, *split(seal_hello_ack(SECRET, ack, nonce)), b"o" * NONCE_BYTES)
+        open_hello_ack(SECRET, *sealed, other, listener_nonce)
+    with pytest.raises(AuthError, match="bad MAC"):  # an ack to another challenge
+        open_hello_ack(SECRET, *sealed, nonce, other)
 
 
 # --- real sockets --------------------------------------------------------------------------
@@ -240,16 +254,22 @@ def test_wrong_secret_delivers_nothing(caplog: pytest.LogCaptureFixture) -> None
     assert any("wrong cluster secret" in r.getMessage() for r in caplog.records)
 
 
+async def read_challenge(reader: asyncio.StreamReader) -> Challenge:
+    return open_challenge(SECRET, *await asyncio.wait_for(read_frame(reader, 1024), WAIT_S))
+
+
 async def raw_handshake(
     port: int, *, dialer: str = "b", listener: str = "a", secret: bytes = SECRET
 ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, FrameSealer]:
     """Shake hands with a transport by hand; returns the connection and its frame sealer."""
     reader, writer = await asyncio.open_connection(LOCALHOST, port)
+    challenge = await read_challenge(reader)
+    assert challenge.listener == listener
     nonce = b"\x07" * NONCE_BYTES
-    writer.write(seal_hello(secret, Hello(dialer, listener, nonce)))
-    ack = open_hello_ack(secret, *await asyncio.wait_for(read_frame(reader, 1024), WAIT_S), nonce)
-    assert ack.listener == listener
-    return reader, writer, FrameSealer(link_key(secret, nonce, ack.nonce, dialer))
+    writer.write(seal_hello(secret, Hello(dialer, listener, nonce), challenge.nonce))
+    body, mac = await asyncio.wait_for(read_frame(reader, 1024), WAIT_S)
+    assert open_hello_ack(secret, body, mac, nonce, challenge.nonce).listener == listener
+    return reader, writer, FrameSealer(link_key(secret, nonce, challenge.nonce, dialer))
 
 
 def _replay(sealer: FrameSealer) -> bytes:
@@ -300,7 +320,7 @@ def test_bad_frame_after_handshake_drops_connection(attack: Callable[[FrameSeale
     run(main)
 
 
-def test_newer_connection_from_a_peer_replaces_the_older() -> None:
+def test_newer_connection_replaces_the_older_at_its_first_frame() -> None:
     async def main() -> None:
         inbox = Inbox()
         node = make("a", {"b": UNUSED}, inbox)
@@ -310,41 +330,86 @@ def test_newer_connection_from_a_peer_replaces_the_older() -> None:
             old_writer.write(old_sealer.seal(b"old"))
             await inbox.wait_for(1)
             _reader, new_writer, new_sealer = await raw_handshake(node.port)
-            await assert_closed_by_server(old_reader)
+            old_writer.write(old_sealer.seal(b"old again"))  # the hello alone replaced nothing
+            await inbox.wait_for(2)
             new_writer.write(new_sealer.seal(b"new"))
+            await assert_closed_by_server(old_reader)
+            await inbox.wait_for(3)
+            old_writer.close()
+            new_writer.close()
+        finally:
+            await node.close()
+        assert inbox.messages == [("b", b"old"), ("b", b"old again"), ("b", b"new")]
+        assert node.stats.auth_failures == 0
+        assert node.stats.inbound_replaced == 1
+
+    run(main)
+
+
+def test_an_older_connection_is_never_adopted_after_a_newer_one() -> None:
+    async def main() -> None:
+        inbox = Inbox()
+        node = make("a", {"b": UNUSED}, inbox)
+        await node.start()
+        try:
+            old_reader, old_writer, old_sealer = await raw_handshake(node.port)
+            _reader, new_writer, new_sealer = await raw_handshake(node.port)
+            new_writer.write(new_sealer.seal(b"new"))
+            await inbox.wait_for(1)
+            old_writer.write(old_sealer.seal(b"stale"))  # authenticates, but is older
+            await assert_closed_by_server(old_reader)
+            new_writer.write(new_sealer.seal(b"new again"))
             await inbox.wait_for(2)
             old_writer.close()
             new_writer.close()
         finally:
             await node.close()
-        assert inbox.messages == [("b", b"old"), ("b", b"new")]
-        assert node.stats.auth_failures == 0
+        assert inbox.messages == [("b", b"new"), ("b", b"new again")]
+        assert node.stats.inbound_replaced == 0
 
     run(main)
 
 
-GARBAGE = {
-    "random": b"\x00\x00\x00\x05hello" + bytes(range(32)) * 3,
-    "huge_hello": (2048).to_bytes(4, "big") + b"x" * 2048,
-    "not_msgpack": (1).to_bytes(4, "big") + b"\xc1" + bytes(32),
-    "wrong_secret": seal_hello(b"not-the-cluster-secret!", Hello("b", "a", bytes(NONCE_BYTES))),
-    "unknown_node": seal_hello(SECRET, Hello("z", "a", bytes(NONCE_BYTES))),
-    "for_other_node": seal_hello(SECRET, Hello("b", "c", bytes(NONCE_BYTES))),
-    "short_nonce": seal_hello(SECRET, Hello("b", "a", b"short")),
-    "frame_before_hello": FrameSealer(b"k" * 32).seal(b"p1"),
-    "eof_mid_hello": seal_hello(SECRET, Hello("b", "a", bytes(NONCE_BYTES)))[:20],
+OTHER_NONCE = b"\x09" * NONCE_BYTES
+
+
+def _hello(dialer: str = "b", listener: str = "a", nonce: bytes = bytes(NONCE_BYTES)) -> Hello:
+    return Hello(dialer, listener, nonce)
+
+
+# what an unauthenticated dialer sends, given the challenge's nonce; the reason it is dropped
+GARBAGE: dict[str, tuple[Callable[[bytes], bytes], str]] = {
+    "random": (lambda _: b"\x00\x00\x00\x05hello" + bytes(range(32)) * 3, "bad MAC"),
+    "huge_hello": (lambda _: (2048).to_bytes(4, "big") + b"x" * 2048, "exceeds the limit"),
+    "not_msgpack": (lambda _: (1).to_bytes(4, "big") + b"\xc1" + bytes(32), "bad MAC"),
+    "wrong_secret": (lambda n: seal_hello(b"not-the-cluster-secret!", _hello(), n), "bad MAC"),
+    "for_another_challenge": (
+        lambda _: seal_hello(SECRET, _hello(), OTHER_NONCE),
+        "replayed handshake",
+    ),
+    "unknown_node": (lambda n: seal_hello(SECRET, _hello(dialer="z"), n), "unknown node"),
+    "for_other_node": (lambda n: seal_hello(SECRET, _hello(listener="c"), n), "for node 'c'"),
+    "short_nonce": (lambda n: seal_hello(SECRET, _hello(nonce=b"short"), n), "malformed"),
+    "frame_before_hello": (lambda _: FrameSealer(b"k" * 32).seal(b"p1"), "bad MAC"),
+    "eof_mid_hello": (lambda n: seal_hello(SECRET, _hello(), n)[:20], "not completed"),
 }
 
 
 @pytest.mark.parametrize("garbage", GARBAGE.values(), ids=GARBAGE.keys())
-def test_unauthenticated_connection_is_dropped(garbage: bytes) -> None:
+def test_unauthenticated_connection_is_dropped(
+    garbage: tuple[Callable[[bytes], bytes], str], caplog: pytest.LogCaptureFixture
+) -> None:
+    make_garbage, reason = garbage
+    caplog.set_level(logging.WARNING, logger="strand.transport")
+
     async def main() -> None:
         inbox = Inbox()
         node = make("a", {"b": UNUSED}, inbox)
         await node.start()
         try:
             reader, writer = await asyncio.open_connection(LOCALHOST, node.port)
-            writer.write(garbage)
+            challenge = await read_challenge(reader)
+            writer.write(make_garbage(challenge.nonce))
             writer.write_eof()
             await assert_closed_by_server(reader)
             writer.close()
@@ -355,6 +420,7 @@ def test_unauthenticated_connection_is_dropped(garbage: bytes) -> None:
         assert node.stats.frames_received == 0
 
     run(main)
+    assert [reason in r.getMessage() for r in caplog.records] == [True]
 
 
 def test_handshake_timeout_drops_silent_connection() -> None:

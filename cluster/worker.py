@@ -7,7 +7,8 @@ C call holding the GIL, or crashes the interpreter, stops only its worker: the n
 heartbeats, elections and other clients' commits go on (tests/test_cluster.py shows it).
 
     node -> worker   ["hello", strand_id]
-                     ["jobs", [[job_id, transaction_id, start_ms, payload, state], ...]]
+                     ["jobs", [[job_id, transaction_id, start_ms, payload, state,
+                                deadline_ms], ...]]
                      ["data", durable_seq, catalog_version, result]    answer to a read
                      ["fail", error]                                   a read that failed
     worker -> node   ["read", method, args]                            see RemoteView
@@ -18,7 +19,9 @@ committed state through the socket. Every answer carries the node's durable sequ
 (read before the read itself), which becomes the transaction's read mark: marks may be lower
 than the state actually read, never higher, so OCC may see a conflict that was not one but
 never misses one. The worker returns the transaction's state (core.transaction.encode_state)
-and the node commits it. Jobs run one at a time, in the order sent.
+and the node commits it. Jobs run one at a time, in the order sent. A PartiQL statement stops
+by itself at the job's deadline (TransactionExpiredError, reported like any typed error); a
+function that loops in Python is killed there by the pool.
 """
 
 from __future__ import annotations
@@ -147,13 +150,14 @@ def _clock_ms() -> int:
 
 def run_job(view: RemoteView, ids: IdSource, job: list[Any]) -> list[Any]:
     """One job: ["done", job_id, state, value, error, user_error]."""
-    job_id, tx_id, start_ms, payload, state = job
+    job_id, tx_id, start_ms, payload, state, deadline_ms = job
+    timeout_ms = deadline_ms - start_ms  # a PartiQL statement stops there (TransactionExpired)
     try:
         kind, content = userdata.decode_payload(payload)
         if state is None:
-            tx = Transaction(view, tx_id, start_ms, _clock_ms, ids.new_id)
+            tx = Transaction(view, tx_id, start_ms, _clock_ms, ids.new_id, timeout_ms)
         else:
-            tx = decode_state(state, view, _clock_ms, ids.new_id)
+            tx = decode_state(state, view, _clock_ms, ids.new_id, timeout_ms)
     except StrandError as exc:
         return ["done", job_id, None, None, encode_error(exc), None]
     try:

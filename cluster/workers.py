@@ -78,7 +78,10 @@ class _Worker:
 
     def run(self, jobs: list[Job]) -> None:
         engine = self.pool.engine
-        body = [[j.job_id, j.transaction_id, j.start_ms, j.payload, j.state] for j in jobs]
+        body = [
+            [j.job_id, j.transaction_id, j.start_ms, j.payload, j.state, j.deadline_ms]
+            for j in jobs
+        ]
         self.jobs.extend(jobs)
         try:
             send_frame(self.sock, ["jobs", engine.durable_seq, engine.catalog_version, body])

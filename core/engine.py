@@ -45,6 +45,7 @@ from core.catalog import (
     Catalog,
     TableDef,
 )
+from core.deadline import TRANSACTION_TIMEOUT_MS
 from core.errors import (
     CorruptLedgerError,
     LedgerClosedError,
@@ -62,7 +63,6 @@ from core.merkle import Frontier
 from core.storage import Storage
 from core.transaction import DocState, ReadItem, Transaction, index_keys
 
-TRANSACTION_TIMEOUT_MS = 30_000
 _LAST_MODIFIED_CAPACITY = 250_000
 _DOC_HEADER = struct.Struct(">IQ")
 
@@ -340,12 +340,18 @@ class Engine:
 
     # ----------------------------------------------------------------- transactions
     def begin(
-        self, start_ms: int, clock_ms: Callable[[], int], transaction_id: str | None = None
+        self,
+        start_ms: int,
+        clock_ms: Callable[[], int],
+        transaction_id: str | None = None,
+        *,
+        timeout_ms: int = TRANSACTION_TIMEOUT_MS,
     ) -> Transaction:
-        """A new transaction; a caller-chosen id makes retries idempotent (see committed_seq)."""
+        """A new transaction, which expires `timeout_ms` after `start_ms`; a caller-chosen id
+        makes retries idempotent (see committed_seq)."""
         self._check_usable()
         tx_id = self.ids.new_id() if transaction_id is None else transaction_id
-        return Transaction(self, tx_id, start_ms, clock_ms, self.ids.new_id)
+        return Transaction(self, tx_id, start_ms, clock_ms, self.ids.new_id, timeout_ms)
 
     def committed_seq(self, transaction_id: str) -> int | None:
         """The block of a durable transaction that wrote something, else None."""
@@ -554,12 +560,14 @@ class Engine:
 
     def _prepare(self, tx: Transaction, now_ms: int, batch: PreparedBatch) -> CommitResult:
         self._check_new_transaction(tx.transaction_id, batch)
+        if tx.expired:  # a statement ran into the deadline: gone, not worth a retry
+            raise TransactionExpiredError(f"Transaction {tx.transaction_id} has expired")
         for item, seq in tx.reads.items():
             if self._changed_after(item, seq):
                 raise OccConflictError(f"transaction {tx.transaction_id}: {item!r} changed")
-        if now_ms - tx.start_ms > TRANSACTION_TIMEOUT_MS:
+        if now_ms - tx.start_ms > tx.timeout_ms:
             raise TransactionExpiredError(
-                f"transaction {tx.transaction_id} ran over {TRANSACTION_TIMEOUT_MS} ms"
+                f"transaction {tx.transaction_id} ran over {tx.timeout_ms} ms"
             )
         if tx.read_only:
             return CommitResult(tx.transaction_id, None)

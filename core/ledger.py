@@ -11,6 +11,11 @@ against the head, so CPU work and fsync overlap. At most one prepared batch wait
 writer, and batches are written in the order they were prepared. An idle ledger commits a
 lone transaction at once, on the caller's thread.
 
+A transaction expires `transaction_timeout_ms` (QLDB's 30 s) after it began: a PartiQL
+statement still evaluating then raises TransactionExpiredError and the transaction cannot
+commit. A Python function that loops is not interrupted (nothing in-process can stop it);
+its transaction is refused at commit.
+
 Invariants: a transaction function sees only durable state plus its own writes; an
 acknowledged commit (execute_lambda returned) is on disk; on OCC conflict the whole
 function is retried (4 retries, jittered backoff from 10 ms), so it must be free of side
@@ -31,6 +36,7 @@ from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from core import queries
+from core.deadline import TRANSACTION_TIMEOUT_MS
 from core.engine import CommitResult, Engine, Genesis, PreparedBatch
 from core.errors import InvalidArgumentError, LedgerClosedError, OccConflictError, StrandError
 from core.ids import IdSource
@@ -144,9 +150,11 @@ class Ledger:
         genesis: Genesis | None = None,
         write_batch: WriteBatch = write_locally,
         max_batch_transactions: int = MAX_BATCH_TRANSACTIONS,
+        transaction_timeout_ms: int = TRANSACTION_TIMEOUT_MS,
     ) -> None:
         self._storage = storage
         self._clock_ms = clock_ms
+        self._timeout_ms = transaction_timeout_ms
         self._engine = Engine(storage, IdSource(random_bytes), clock_ms(), genesis=genesis)
         self._write_batch = write_batch
         self._max_batch = max_batch_transactions
@@ -166,9 +174,9 @@ class Ledger:
         return cls(LevelDBStorage(path, create_if_missing=create_if_missing))
 
     @classmethod
-    def in_memory(cls) -> Ledger:
+    def in_memory(cls, *, transaction_timeout_ms: int = TRANSACTION_TIMEOUT_MS) -> Ledger:
         """A ledger kept in memory only (for tests and experiments)."""
-        return cls(MemoryStorage())
+        return cls(MemoryStorage(), transaction_timeout_ms=transaction_timeout_ms)
 
     @property
     def strand_id(self) -> str:
@@ -224,7 +232,8 @@ class Ledger:
         """An interactive transaction (QLDB's session transaction): statements one at a time,
         then `commit` (with QLDB's commit digest checked, when given) or `abort`."""
         self._check_open()
-        return LedgerTransaction(self, self._engine.begin(self._clock_ms(), self._clock_ms))
+        tx = self._engine.begin(self._clock_ms(), self._clock_ms, timeout_ms=self._timeout_ms)
+        return LedgerTransaction(self, tx)
 
     def execute_many(
         self, work: Sequence[tuple[str | None, Callable[[Transaction], Any], int]]
@@ -243,7 +252,9 @@ class Ledger:
             self._check_open()
             started: list[tuple[int, Transaction, Any]] = []
             for i in todo:
-                tx = self._engine.begin(self._clock_ms(), self._clock_ms, work[i][0])
+                tx = self._engine.begin(
+                    self._clock_ms(), self._clock_ms, work[i][0], timeout_ms=self._timeout_ms
+                )
                 try:
                     value = work[i][1](tx)
                 except Exception as exc:

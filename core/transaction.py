@@ -11,7 +11,9 @@ transaction is equivalent to running alone at its commit point (serializable).
 Invariants: a transaction sees its own writes; nothing it does is visible to others or
 durable before commit; an error raised by any method leaves the transaction as it was;
 QLDB's limits are checked as early as possible (40 written documents, 128 KB per document,
-4 MB of documents per transaction).
+4 MB of documents per transaction). A transaction expires `timeout_ms` (QLDB's 30 s) after
+`start_ms`: a PartiQL statement checks it while it evaluates (`deadline`), and a statement
+that hits it makes the transaction expired for good (nothing more runs, it cannot commit).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from core.catalog import (
     TableDef,
     check_name,
 )
+from core.deadline import TRANSACTION_TIMEOUT_MS, Deadline
 from core.errors import (
     DocumentNotFoundError,
     IndexNotFoundError,
@@ -49,6 +52,7 @@ from core.errors import (
     TableExistsError,
     TableNotFoundError,
     TransactionError,
+    TransactionExpiredError,
 )
 from core.ids import is_id, timestamp_from_ms
 from core.ionhash import dot, ion_hash
@@ -230,9 +234,12 @@ class Transaction:
         start_ms: int,
         clock_ms: Callable[[], int],
         new_id: Callable[[], str],
+        timeout_ms: int = TRANSACTION_TIMEOUT_MS,
     ) -> None:
         self.transaction_id = transaction_id
         self.start_ms = start_ms
+        self.timeout_ms = timeout_ms
+        self.expired = False  # a statement ran past the deadline: the transaction is gone
         self._view = view
         self._clock_ms = clock_ms
         self._new_id = new_id
@@ -274,7 +281,9 @@ class Transaction:
         self._active_statement = index
         try:
             yield index
-        except BaseException:
+        except BaseException as exc:
+            if isinstance(exc, TransactionExpiredError):
+                self.expired = True
             # The reads stay: the caller saw the statement fail, and that outcome depended
             # on what it read (a scan that hit the 40-document limit, a table found missing),
             # so the commit must still conflict if any of it changes. Extra reads only ever
@@ -297,6 +306,25 @@ class Transaction:
     def _check_open(self) -> None:
         if self.finished:
             raise TransactionError("the transaction has already ended")
+        if self.expired:
+            raise TransactionExpiredError(f"Transaction {self.transaction_id} has expired")
+
+    def deadline(self, now_ms: int) -> Deadline:
+        """The deadline a statement's evaluation charges: this transaction's expiry, on its
+        clock. Raises TransactionExpiredError if it has passed at `now_ms` already."""
+        expires_ms = self.start_ms + self.timeout_ms
+        if now_ms > expires_ms:
+            raise TransactionExpiredError(self._expiry_message())
+        return Deadline(self._clock_ms, expires_ms, self._expiry_message, now_ms=now_ms)
+
+    def _expiry_message(self) -> str:
+        # begins as pyqldb expects of an expired transaction (it then does not retry)
+        return (
+            f"Transaction {self.transaction_id} has expired: its {self.timeout_ms / 1000:g} s "
+            "limit was reached during statement evaluation. Narrow the query (an equality on "
+            "an indexed field or the document id in WHERE, fewer joined rows, a simpler LIKE "
+            "pattern) or split the work over several transactions"
+        )
 
     def _table(self, name: str) -> TableDef:
         self._check_open()
@@ -732,13 +760,17 @@ def encode_state(tx: Transaction) -> bytes:
 
 
 def decode_state(
-    data: bytes, view: ReadView, clock_ms: Callable[[], int], new_id: Callable[[], str]
+    data: bytes,
+    view: ReadView,
+    clock_ms: Callable[[], int],
+    new_id: Callable[[], str],
+    timeout_ms: int = TRANSACTION_TIMEOUT_MS,
 ) -> Transaction:
     """The transaction `encode_state` encoded, reading through `view` from now on.
     Raises InvalidArgumentError for bytes that are not such a state."""
     try:
         tx_id, start_ms, reads, writes, created, tables, statements, redactions = codec.unpack(data)
-        tx = Transaction(view, tx_id, start_ms, clock_ms, new_id)
+        tx = Transaction(view, tx_id, start_ms, clock_ms, new_id, timeout_ms)
         tx.reads = {tuple(item[:-1]): item[-1] for item in reads}
         for table_id, doc_id, table, live, packed, data_hash, indexes in writes:
             value = codec.unpack(packed) if live else None

@@ -13,9 +13,10 @@ Two values exist only inside the query language:
   elements the same number of times.
 
 `Context` carries what evaluation needs from outside (the mode, the time for UTCNOW, the
-transaction id for TXID, extra functions such as the ledger's `history`); `Source` is a
-table the ledger lends the evaluator, scanned lazily with an optional `Lookup` hint so that an
-equality on an indexed field or the document id reads narrowly.
+transaction id for TXID, extra functions such as the ledger's `history`, the deadline its
+loops charge); `Source` is a table the ledger lends the evaluator, scanned lazily with an
+optional `Lookup` hint so that an equality on an indexed field or the document id reads
+narrowly.
 
 Invariants: MISSING is falsy and unique (pickling returns the same object); a Bag is never an
 Ion list to the rest of Strand (code that stores values converts bags to lists first).
@@ -29,6 +30,8 @@ from typing import Any
 
 from amazon.ion.core import IonType
 from amazon.ion.simple_types import IonPyNull
+
+from core.deadline import Deadline
 
 
 class _Missing:
@@ -72,12 +75,14 @@ class Context:
     """What evaluation takes from outside. mode "coerce" (permissive: a type error gives
     MISSING) or "error" (a type error raises PartiQLEvaluationError). `now` is the Ion
     timestamp UTCNOW() returns (None: UTCNOW() is an error); `functions` are extra functions
-    by lower-case name (args -> value), consulted before the built-in ones."""
+    by lower-case name (args -> value), consulted before the built-in ones; `deadline` is the
+    statement's (core.deadline), which evaluation charges as it works."""
 
     mode: str = "coerce"
     now: Any = None
     transaction_id: str | None = None
     functions: Mapping[str, Callable[..., Any]] = field(default_factory=dict)
+    deadline: Deadline | None = None  # charged by evaluation's loops; None: unlimited
 
 
 @dataclass(frozen=True, slots=True)

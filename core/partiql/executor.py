@@ -15,6 +15,11 @@ journal and the catalog. DML and DDL compile to the transaction's native operati
 (insert/update/delete/create_table/...), so both APIs share one implementation of limits,
 validation and OCC.
 
+Deadline. A statement is evaluated against its transaction's deadline (`tx.deadline`, QLDB's
+30 s from the transaction's start by default): the evaluator's loops charge it, and once the
+time is up it raises TransactionExpiredError, which undoes the statement and leaves the
+transaction expired (it cannot commit).
+
 Invariants: a statement that raises changes nothing in the transaction; documents written
 hold only storable Ion (a bag becomes a list, a MISSING field is left out, a MISSING document
 is refused); every DML statement returns one `{documentId}` per document it changed; an
@@ -74,12 +79,15 @@ def execute(tx: Transaction, statement: str, parameters: Sequence[Any]) -> Curso
     values = [_parameter(i, p) for i, p in enumerate(parameters)]
     check_statement(tree, len(values), extra_functions=_EXTRA_FUNCTIONS)
     with tx.statement(statement, [ion_hash(v) for v in values]):
+        now_ms = tx.now_ms()
+        deadline = tx.deadline(now_ms)  # raises if the transaction's time is up already
         env = _Environment(tx)
         context = Context(
             mode="coerce",
-            now=timestamp_from_ms(tx.now_ms()),
+            now=timestamp_from_ms(now_ms),
             transaction_id=tx.transaction_id,
             functions={"history": env.history},
+            deadline=deadline,
         )
         return Cursor(_run(tx, tree, values, env, context))
 

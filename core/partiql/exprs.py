@@ -13,8 +13,9 @@ to scalars (`scalar_subquery`). Operators, casts and functions are delegated to 
 and `functions` through `ops`.
 
 Invariants: compiling never evaluates anything; a compiled closure only reads its
-bindings; a `Select`/`SetOp` in expression position is compiled by `query` (a subquery,
-correlated through the bindings).
+bindings; a path wildcard charges the runtime's deadline per value it expands (LIKE and IN
+charge theirs in `ops`); a `Select`/`SetOp` in expression position is compiled by `query`
+(a subquery, correlated through the bindings).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from core.partiql.runtime import (
     Runtime,
     Scope,
     as_int,
+    charge_size,
     is_absent,
     is_null,
     is_sequence,
@@ -80,7 +82,7 @@ class Compiler:
         if isinstance(node, ast.Var):
 
             def run(rt: Runtime, b: Bindings) -> Any:
-                return materialise(fn(rt, b))
+                return materialise(fn(rt, b), rt)
 
             return run
         return fn
@@ -189,6 +191,7 @@ class Compiler:
         def many(rt: Runtime, b: Bindings) -> Any:
             current = [root(rt, b)]
             for step in steps:
+                charge_size(rt, len(current))
                 nxt: list[Any] = []
                 for value in current:
                     nxt.extend(step(rt, b, value))

@@ -25,6 +25,12 @@ a conjunct is not true. In coerce mode that is exactly the nested loop's result;
 mode a pushed-down conjunct that raises keeps its row (the WHERE raises when it sees it),
 so an error can be skipped only where SQL allows it, for a row another conjunct rejects.
 
+Deadlines. Every row a scan produces (kept by a pushed-down filter or not), every pair an
+outer join compares and every item a hash index files is charged one unit to the runtime's
+deadline (core.deadline; rows a block at a time, `runtime.blocks`), which raises
+TransactionExpiredError once the transaction's time is up: a cross join of big tables stops
+soon after the deadline.
+
 Invariants: a Source is scanned once per evaluation of its FROM item (per outer row when
 correlated); indexes live in the Runtime of one evaluation only; bag order carries no
 meaning, list positions (AT) are kept.
@@ -46,6 +52,8 @@ from core.partiql.runtime import (
     Fn,
     Runtime,
     Scope,
+    blocks,
+    charge_size,
     is_absent,
     is_bag,
     is_sequence,
@@ -164,18 +172,24 @@ class FromCompiler:
 
         def scan(rt: Runtime, b: Bindings) -> Iterator[Bindings]:
             value = source(rt, b)
+            # every row is charged (filtered out or not), a block at a time
             if isinstance(value, Source) and not isinstance(value, (list, dict)):
                 if lookup is not None and (not uncorrelated or value.narrow(field)):
                     wanted = lookup(rt, b)
-                    found = _looked_up(rt, value, wanted) if uncorrelated else value.scan(wanted)
-                    for doc_id, doc in found:
-                        yield bind(b, doc, MISSING, doc_id)
+                    if uncorrelated:
+                        found = _looked_up(rt, value, wanted)
+                    else:
+                        found = list(value.scan(wanted))
+                    for block in blocks(rt, found):
+                        for doc_id, doc in block:
+                            yield bind(b, doc, MISSING, doc_id)
                     return
                 # the whole table: read once per evaluation, hash-joined if correlated
                 ids, docs = _table_rows(rt, value) if uncorrelated else _rows_of(value)
                 positions = probe.positions(rt, b, docs) if probe is not None else None
-                for pos in range(len(docs)) if positions is None else positions:
-                    yield bind(b, docs[pos], MISSING, ids[pos])
+                for block in blocks(rt, range(len(docs)) if positions is None else positions):
+                    for pos in block:
+                        yield bind(b, docs[pos], MISSING, ids[pos])
                 return
             if is_sequence(value):
                 if at is not None and is_bag(value) and rt.strict:
@@ -183,8 +197,9 @@ class FromCompiler:
                 ordered = not is_bag(value)
                 items = list(value)
                 positions = probe.positions(rt, b, value) if probe is not None else None
-                for pos in range(len(items)) if positions is None else positions:
-                    yield bind(b, items[pos], pos if ordered else MISSING, MISSING)
+                for block in blocks(rt, range(len(items)) if positions is None else positions):
+                    for pos in block:
+                        yield bind(b, items[pos], pos if ordered else MISSING, MISSING)
                 return
             if rt.strict:
                 raise PartiQLEvaluationError("FROM over a value that is not a collection")
@@ -305,13 +320,14 @@ class FromCompiler:
                 if rt.strict:
                     raise PartiQLEvaluationError("UNPIVOT over a non-struct")
                 pairs = [("_1", value)]
-            for key, item in pairs:
-                if item is MISSING:
-                    continue
-                row = {**b, alias: item}
-                if at is not None:
-                    row[at] = key
-                yield row
+            for block in blocks(rt, pairs):
+                for key, item in block:
+                    if item is MISSING:
+                        continue
+                    row = {**b, alias: item}
+                    if at is not None:
+                        row[at] = key
+                    yield row
 
         return rows, scope.extend(n for n in (alias, at) if n is not None)
 
@@ -357,11 +373,12 @@ class FromCompiler:
             used = [False] * len(rrows)
             for lrow in lrows:
                 hit = False
-                for i, rrow in enumerate(rrows):
-                    row = {**lrow, **{v: rrow[v] for v in right_vars}}
-                    if matches(rt, row):
-                        hit = used[i] = True
-                        yield row
+                for block in blocks(rt, range(len(rrows))):
+                    for i in block:
+                        row = {**lrow, **{v: rrows[i][v] for v in right_vars}}
+                        if matches(rt, row):
+                            hit = used[i] = True
+                            yield row
                 if not hit and kind == "full":
                     yield {**lrow, **dict.fromkeys(right_vars, NULL_TUPLE)}
             for i, rrow in enumerate(rrows):
@@ -589,6 +606,7 @@ class _Probe:
             return hit[1], hit[2]
         buckets: dict[Hashable, list[int]] = {}
         wild: list[int] = []
+        charge_size(rt, len(collection))
         for pos, item in enumerate(collection):
             value = _field_of(item, self.field, self.field_case_sensitive)
             if value is _NO_KEY:

@@ -1,5 +1,6 @@
 """PartiQL's arithmetic, string and predicate operators: + - * / %, unary - and +, ||,
-LIKE, BETWEEN and IN (re-exported by `values`, which holds the typing rules they follow).
+LIKE (from `like`), BETWEEN and IN (re-exported by `values`, which holds the typing rules
+they follow).
 
 Invariants (see values.py's docstring for the full rules): a known operand of the wrong type
 fails(mode) before unknowns are considered; then MISSING in an operand gives MISSING and null
@@ -11,13 +12,15 @@ int64 operands fail(mode). Pure functions, no state.
 from __future__ import annotations
 
 import decimal
-import functools
 import math
 from decimal import Decimal
 from typing import Any
 
-from core.errors import PartiQLEvaluationError
 from core.partiql.data import MISSING
+
+# LIKE has a module of its own (a linear matcher whose work a deadline can bound)
+from core.partiql.like import NO_ESCAPE as NO_ESCAPE
+from core.partiql.like import like as like
 from core.partiql.values import (
     DECIMAL_CONTEXT,
     DIVISION_CONTEXT,
@@ -167,87 +170,6 @@ def concat(a: Any, b: Any, mode: str) -> Any:
 
 
 # ============================================================================ predicates
-
-
-_ANY_ONE: Any = object()  # `_` in a LIKE pattern
-_ANY_MANY: Any = object()  # `%`
-
-
-@functools.lru_cache(maxsize=1024)
-def _like_tokens(pattern: str, escape: str | None) -> tuple[Any, ...]:
-    """A LIKE pattern as literal characters, _ANY_ONE and _ANY_MANY (runs of % folded)."""
-    out: list[Any] = []
-    i = 0
-    while i < len(pattern):
-        c = pattern[i]
-        if escape is not None and c == escape:
-            i += 1
-            if i == len(pattern):
-                raise PartiQLEvaluationError("LIKE pattern ends with its escape character")
-            out.append(pattern[i])
-        elif c == "%":
-            if not out or out[-1] is not _ANY_MANY:
-                out.append(_ANY_MANY)
-        elif c == "_":
-            out.append(_ANY_ONE)
-        else:
-            out.append(c)
-        i += 1
-    return tuple(out)
-
-
-def _like_match(tokens: tuple[Any, ...], text: str) -> bool:
-    """Whether `text` matches the pattern: the greedy wildcard match that backtracks only
-    to the last %, O(len(text) * len(tokens)) at worst (a regex can take exponential time
-    on patterns such as '%a%a%a%a%b')."""
-    i = j = 0
-    star, mark = -1, 0
-    n, m = len(text), len(tokens)
-    while i < n:
-        if j < m and (tokens[j] is _ANY_ONE or tokens[j] == text[i]):
-            i += 1
-            j += 1
-        elif j < m and tokens[j] is _ANY_MANY:
-            star, mark = j, i
-            j += 1
-        elif star >= 0:
-            mark += 1
-            i, j = mark, star + 1
-        else:
-            return False
-    while j < m and tokens[j] is _ANY_MANY:
-        j += 1
-    return j == m
-
-
-class _NoEscape:
-    """The `escape` of a LIKE without ESCAPE (a null escape is `ESCAPE NULL`)."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "NO_ESCAPE"
-
-
-NO_ESCAPE: Any = _NoEscape()
-
-
-def like(value: Any, pattern: Any, escape: Any, mode: str) -> Any:
-    """`value LIKE pattern [ESCAPE escape]` (escape NO_ESCAPE when absent; null or MISSING
-    propagate like any operand). An escape that is not a single character is an error in
-    every mode."""
-    operands = (value, pattern) if escape is NO_ESCAPE else (value, pattern, escape)
-    for v in operands:
-        if not is_unknown(v) and type_name(v) not in TEXT:
-            return fail(mode, f"LIKE needs strings, not {type_name(v)}")
-    if any(v is MISSING for v in operands):
-        return MISSING
-    if any(is_null(v) for v in operands):
-        return None
-    esc = None if escape is NO_ESCAPE else text_of(escape)
-    if esc is not None and len(esc) != 1:
-        raise PartiQLEvaluationError("a LIKE escape must be a single character")
-    return _like_match(_like_tokens(text_of(pattern), esc), text_of(value))
 
 
 def between(value: Any, low: Any, high: Any, mode: str) -> Any:

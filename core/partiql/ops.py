@@ -3,7 +3,9 @@ aggregate the compiled closures use goes through here to `values` and `functions
 the evaluator depends on their API in one place. Also the evaluator's own collection
 helpers: grouping keys (GROUP BY, DISTINCT, set operations) and ORDER BY comparison.
 
-Invariants: in error mode failures raise PartiQLEvaluationError, in coerce mode they give
+Invariants: work proportional to a collection's size (LIKE's character steps, IN, COLL_
+functions, aggregates, set operations) is charged to the runtime's deadline before it is
+done; in error mode failures raise PartiQLEvaluationError, in coerce mode they give
 MISSING (the `values` functions take the mode); `group_key` maps values PartiQL considers
 equal for grouping (1 and 1.0, NULL and MISSING, a string and the same symbol? no: a
 symbol and a string differ) to equal hashable keys.
@@ -20,7 +22,7 @@ from amazon.ion.simple_types import IonPyList
 from core.errors import PartiQLEvaluationError
 from core.partiql import datetimes, functions, values
 from core.partiql.data import MISSING
-from core.partiql.runtime import Runtime, is_null
+from core.partiql.runtime import Runtime, charge_size, is_null
 
 NO_ESCAPE = values.NO_ESCAPE
 
@@ -56,7 +58,8 @@ def binary(rt: Runtime, op: str, left: Any, right: Any) -> Any:
 
 
 def like(rt: Runtime, value: Any, pattern: Any, escape: Any) -> Any:
-    return values.like(value, pattern, escape, _mode(rt))
+    """LIKE, its character steps charged to the statement's deadline."""
+    return values.like(value, pattern, escape, _mode(rt), rt.deadline.charge)
 
 
 def between(rt: Runtime, value: Any, low: Any, high: Any) -> Any:
@@ -64,6 +67,8 @@ def between(rt: Runtime, value: Any, low: Any, high: Any) -> Any:
 
 
 def in_(rt: Runtime, value: Any, collection: Any, negated: bool) -> Any:
+    if isinstance(collection, list):
+        charge_size(rt, len(collection))
     return values.in_collection(value, collection, _mode(rt), negated)
 
 
@@ -76,6 +81,9 @@ def make_sexp(items: list[Any]) -> Any:
 
 
 def call(rt: Runtime, name: str, args: Sequence[Any]) -> Any:
+    for arg in args:  # the COLL_ functions walk a collection
+        if isinstance(arg, list):
+            charge_size(rt, len(arg))
     return functions.call(name, list(args), rt.context)
 
 
@@ -116,6 +124,7 @@ def time_literal(text: str, precision: int | None, with_time_zone: bool) -> Any:
 
 
 def aggregate(rt: Runtime, name: str, items: list[Any], distinct: bool, star: bool = False) -> Any:
+    charge_size(rt, len(items))
     if star:
         return len(items)
     if distinct:
@@ -162,6 +171,7 @@ def set_op(rt: Runtime, op: str, all_: bool, outer: bool, left: Any, right: Any)
     """UNION / INTERSECT / EXCEPT with bag semantics (ALL keeps multiplicities)."""
     lv = _as_bag(rt, left, outer)
     rv = _as_bag(rt, right, outer)
+    charge_size(rt, len(lv) + len(rv))
     if op == "union":
         out = lv + rv
         if all_:

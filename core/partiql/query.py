@@ -9,7 +9,9 @@ unnamed aggregates are `_1`, `_2`, ... in turn. ORDER BY after a set operation n
 output rows' fields.
 
 Invariants: the result of a SELECT is a Bag, or a list when it has ORDER BY; grouping keeps
-the first-seen order of groups (bags are unordered anyway).
+the first-seen order of groups (bags are unordered anyway); the runtime's deadline is charged
+per row aggregated, per ORDER BY comparison and per row DISTINCT sees (the FROM clause
+charges per row it produces).
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ from core.partiql.exprs import Compiler, same_expr, scalar_subquery
 from core.partiql.from_clause import FromCompiler, narrowings, scan_alias
 from core.partiql.runtime import (
     AMBIGUOUS,
+    BLOCK_ROWS,
     Bindings,
     Fn,
     Runtime,
     Scope,
     as_int,
+    charge_size,
     is_null,
     is_struct,
     is_text,
@@ -142,6 +146,7 @@ def compile_select(sel: ast.Select, outer: Scope) -> Fn:
             return _pivot(rt, pairs)
         out = [project(rt, r) for r in stream]
         if distinct:
+            charge_size(rt, len(out))
             out = ops.distinct(out)
         out = _limit_offset(rt, b, out, limit, offset)
         return out if order is not None else Bag(out)
@@ -203,6 +208,7 @@ def _compile_group(
 
         def run(rt: Runtime, b: Bindings) -> Any:
             group = b[_ROWS]
+            charge_size(rt, len(group))
             if arg is None:
                 values: list[Any] = [1] * len(group)
                 return ops.aggregate(rt, "count", values, False, star=True)
@@ -329,8 +335,15 @@ def _compile_order(
 
     def order(rt: Runtime, rows: list[Bindings]) -> list[Bindings]:
         decorated = [([fn(rt, r) for fn, _, _ in keys], r) for r in rows]
+        charge = rt.deadline.charge
+        left = 0
 
         def cmp(a: tuple[list[Any], Bindings], b: tuple[list[Any], Bindings]) -> int:
+            nonlocal left  # comparisons are charged a block at a time; a deadline that
+            if not left:  # passes mid-sort stops the sort
+                charge(BLOCK_ROWS)
+                left = BLOCK_ROWS
+            left -= 1
             for (_, desc, nulls_first), x, y in zip(keys, a[0], b[0], strict=True):
                 c = ops.order_compare(x, y, desc, nulls_first)
                 if c:

@@ -6,6 +6,13 @@ takes a `Runtime` (the global environment, parameters, context and mode of one e
 and a flat dict of local variable bindings (every name visible at that point, inner ones
 shadowing outer ones, keys resolved at compile time). Nothing here keeps mutable global state.
 
+Every loop whose trip count the data or the query controls charges `Runtime.deadline` (one
+unit per row, pair, element or comparison; LIKE per character step), which raises
+TransactionExpiredError once the transaction's time is up. Loops over rows charge a block of
+BLOCK_ROWS rows at a time (`blocks`) and work over a collection is charged only when it is
+bigger than SMALL_WORK (`charge_size`): the unit of the row it is done for covers the rest,
+so the deadline costs about one percent of evaluation.
+
 Invariants: closures never mutate the bindings dict they receive (they copy to extend);
 MISSING never becomes a struct field; in error mode every type error is raised as
 PartiQLEvaluationError, in coerce mode it yields MISSING.
@@ -21,6 +28,7 @@ from typing import Any
 from amazon.ion.core import IonType
 from amazon.ion.simple_types import IonPyDict, IonPyNull
 
+from core.deadline import Deadline
 from core.errors import PartiQLEvaluationError, PartiQLSemanticError
 from core.partiql.data import MISSING, Bag, Context, Source
 
@@ -33,13 +41,15 @@ UNBOUND: Any = _UNBOUND
 class Runtime:
     """The state of one evaluation: environment, parameters, context, strictness."""
 
-    __slots__ = ("_fold", "cache", "context", "env", "params", "strict")
+    __slots__ = ("_fold", "cache", "context", "deadline", "env", "params", "strict")
 
     def __init__(self, env: Mapping[str, Any], params: Sequence[Any], context: Context) -> None:
         self.env = env
         self.params = params
         self.context = context
         self.strict = context.mode == "error"
+        # charged one unit per row, pair, element or comparison (see core.deadline)
+        self.deadline = context.deadline if context.deadline is not None else Deadline.unlimited()
         self._fold: dict[str, list[str]] | None = None
         # derived data of this evaluation only (the FROM clause's hash-join indexes)
         self.cache: dict[Any, Any] = {}
@@ -204,10 +214,42 @@ def make_struct(pairs: Iterable[tuple[str, Any]]) -> Any:
     return result
 
 
-def materialise(value: Any) -> Any:
-    """A Source used as a value becomes the Bag of its rows."""
+# ============================================================================ deadline helpers
+
+BLOCK_ROWS = 16  # a loop over rows charges (and may check the clock) once per block of rows
+SMALL_WORK = 64  # work this small rides on the unit of the row it is done for
+
+
+def blocks(rt: Runtime, items: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    """`items` in slices of BLOCK_ROWS, each charged to the deadline before it is handed
+    out: the loop over a slice pays nothing per item (and a scan of one block, as the inner
+    side of a join often is, pays one call)."""
+    if len(items) <= BLOCK_ROWS:
+        rt.deadline.charge(len(items))
+        return (items,)
+    return _blocks(rt.deadline.charge, items)
+
+
+def _blocks(charge: Callable[[int], None], items: Sequence[Any]) -> Iterator[Sequence[Any]]:
+    for lo in range(0, len(items), BLOCK_ROWS):
+        block = items[lo : lo + BLOCK_ROWS]
+        charge(len(block))
+        yield block
+
+
+def charge_size(rt: Runtime, size: int) -> None:
+    """Charge work proportional to a collection's size, unless it is small."""
+    if size > SMALL_WORK:
+        rt.deadline.charge(size)
+
+
+def materialise(value: Any, rt: Runtime | None = None) -> Any:
+    """A Source used as a value becomes the Bag of its rows (charged to `rt`'s deadline)."""
     if isinstance(value, Source) and not isinstance(value, (list, dict)):
-        return Bag(v for _, v in value.scan(None))
+        rows = Bag(v for _, v in value.scan(None))
+        if rt is not None:
+            charge_size(rt, len(rows))
+        return rows
     return value
 
 

@@ -48,6 +48,7 @@ from cluster.config import ClusterConfig, load_config
 from cluster.connection import Call, Calls
 from core.errors import (
     CapacityExceededError,
+    CorruptLedgerError,
     InvalidArgumentError,
     LedgerClosedError,
     NotLeaderError,
@@ -126,7 +127,11 @@ class LedgerCluster:
             if address:
                 ray.init(address=address, namespace=NAMESPACE, logging_level=logging.WARNING)
             else:
+                # Ray's own processes: token authentication (the default since Ray 2.59,
+                # asked for explicitly) and this machine's loopback address.
+                os.environ.setdefault("RAY_AUTH_MODE", "token")
                 ray.init(
+                    _node_ip_address="127.0.0.1",
                     namespace=NAMESPACE,
                     resources={node.az: 1.0 for node in cfg.nodes},
                     include_dashboard=False,
@@ -373,12 +378,16 @@ class LedgerCluster:
 
         "linearizable" (default) goes to the leader, which confirms its leadership first
         (ReadIndex); "stale" reads whatever `node` (default: the first that answers) holds.
+        A node that finds the entries it needs damaged (CorruptLedgerError: it is repairing
+        them from its peers) is passed over: the read goes to the other nodes' copies.
         """
         if consistency not in ("linearizable", "stale"):
             raise ValueError("consistency is 'linearizable' or 'stale'")
         payload = userdata.encode_read(method, args)
         if consistency == "linearizable" and node is None:
             outcome = self._call(Read(True), payload)
+            if _damaged(outcome):  # history does not change: another replica's copy serves
+                outcome = self._stale(payload, None)
         else:
             outcome = self._stale(payload, node)
         if isinstance(outcome, Failed):
@@ -389,11 +398,17 @@ class LedgerCluster:
 
     def _stale(self, payload: bytes, node: str | None) -> Outcome:
         names = [node] if node is not None else list(self.config.node_names)
+        damaged: Outcome | None = None
         for _ in range(3):
             for name in names:
                 outcome = self._once(name, Read(False), 10.0, payload)
+                if outcome is not None and node is None and _damaged(outcome):
+                    damaged = outcome
+                    continue
                 if outcome is not None:
                     return outcome
+            if damaged is not None:
+                return damaged
             time.sleep(0.1)
         raise UnavailableError(f"no node of {names} answered")
 
@@ -439,13 +454,35 @@ class LedgerCluster:
         status: dict[str, Any] = userdata.decode_value(outcome.value)
         return status
 
+    def _ray_status(self, name: str) -> dict[str, Any] | None:
+        """What the node's actor says when its client port does not answer (a node whose
+        storage failed to open says "failed" and why), if this process is a Ray driver."""
+        import ray
+
+        if not ray.is_initialized():
+            return None
+        try:
+            status: dict[str, Any] = ray.get(
+                self._actor(name).status.remote(), timeout=STATUS_TIMEOUT_S
+            )
+        except Exception:  # noqa: BLE001 - a dead, restarting or unknown actor: down
+            return None
+        return status
+
     def nodes(self) -> list[dict[str, Any]]:
         """Each node's status (role, term, leader, indexes, sequence_no, digest, az), or
-        {"node": name, "role": "down"} for one that does not answer. Each status also says
-        where the node serves clients (learned here for the next connection to it)."""
+        {"node": name, "role": "down"} for one that does not answer. A node whose storage
+        failed to open says {"role": "failed", "error": ...} (asked through Ray, when this
+        process is a Ray driver). Each status also says where the node serves clients
+        (learned here for the next connection to it)."""
+        return self._statuses(ask_ray=True)
+
+    def _statuses(self, *, ask_ray: bool) -> list[dict[str, Any]]:
         out = []
         for name in self.config.node_names:
             status = self._status(name)
+            if status is None and ask_ray:
+                status = self._ray_status(name)
             if status is None:
                 status = {"node": name, "role": "down"}
             elif isinstance(status.get("client_address"), list):
@@ -455,7 +492,9 @@ class LedgerCluster:
         return out
 
     def _find_leader(self) -> str | None:
-        leaders = [s for s in self.nodes() if s["role"] == "leader" and s.get("ready")]
+        leaders = [
+            s for s in self._statuses(ask_ray=False) if s["role"] == "leader" and s.get("ready")
+        ]
         if not leaders:
             return None
         best = max(leaders, key=lambda s: s["term"])
@@ -468,9 +507,7 @@ class LedgerCluster:
 
     def node_digests(self) -> dict[str, tuple[int, bytes]]:
         """Each live replica's (sequence number, digest) at its commit index."""
-        return {
-            s["node"]: (s["sequence_no"], s["digest"]) for s in self.nodes() if s["role"] != "down"
-        }
+        return {s["node"]: (s["sequence_no"], s["digest"]) for s in self.nodes() if "digest" in s}
 
     def _watch(self) -> None:
         """While a call waits longer than an election timeout, poll the nodes; move callers
@@ -499,11 +536,15 @@ class LedgerCluster:
         ray.kill(self._actor(name), no_restart=not restart)
 
     def restart(self, name: str, timeout_s: float = 30.0) -> None:
-        """Start a killed node again from its LevelDB directory."""
+        """Start a node again from its LevelDB directory: a killed one, one whose actor
+        died, or a live one (killed first), e.g. one stuck "failed" after its storage
+        failed to open."""
         import ray
 
         if name not in self.config.node_names:
             raise ValueError(f"{name!r} is not a node of this cluster")
+        with contextlib.suppress(ValueError):
+            ray.kill(self._actor(name), no_restart=True)
         deadline = time.monotonic() + timeout_s
         while True:
             try:
@@ -514,6 +555,48 @@ class LedgerCluster:
                 raise UnavailableError(f"node {name} is still registered")
             time.sleep(0.05)
         ray.get(self._spawn_node(name).ping.remote(), timeout=timeout_s)
+
+    def rebuild(self, name: str, timeout_s: float = 60.0) -> None:
+        """Re-seed node `name` from its peers: its storage is replaced by an empty one (the
+        old directory is kept beside it) and it catches up from the leader by Raft. Every
+        other node must answer: the highest term they have seen fences off the votes the
+        node forgot (see StorageNode.rebuild). Returns once the node is up; it has caught
+        up when `node_digests()` agree."""
+        import ray
+
+        if name not in self.config.node_names:
+            raise ValueError(f"{name!r} is not a node of this cluster")
+        terms = []
+        for peer in self.config.node_names:
+            if peer == name:
+                continue
+            status = self._status(peer)
+            if status is None or "term" not in status:
+                raise UnavailableError(
+                    f"rebuilding {name} needs every other node to answer; {peer} does not"
+                )
+            terms.append(int(status["term"]))
+        try:
+            actor = self._actor(name)
+        except ValueError:
+            actor = self._spawn_node(name)
+        ray.get(actor.rebuild.remote(max(terms)), timeout=timeout_s)
+        for peer in self.config.node_names:  # the leader forgets what the old node acknowledged
+            if peer != name:
+                ray.get(self._actor(peer).forget_progress.remote(name), timeout=timeout_s)
+
+    def scrub(self, name: str, timeout_s: float = 300.0) -> dict[str, Any]:
+        """Have node `name` check every stored entry now (and repair what it finds, see
+        cluster/scrub.py); returns its status once a pass that began after this call has
+        ended: health ("ok" or "damaged"), findings, counters."""
+        target, _ = self.query("scrub", consistency="stale", node=name)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            status = self._status(name)
+            if status is not None and int(status.get("passes", 0)) >= int(target):
+                return status
+            time.sleep(0.1)
+        raise UnavailableError(f"node {name} did not finish a scrub within {timeout_s} s")
 
     def audit(self, method: str, *args: Any) -> Any:
         """Ask the digest actor (which verifies every answer before it serves it):
@@ -586,6 +669,10 @@ class ClusterTransaction:
 
     def abort(self) -> None:
         self._cluster._once(self._node, Abort(self.transaction_id), 5.0)
+
+
+def _damaged(outcome: Outcome) -> bool:
+    return isinstance(outcome, Failed) and isinstance(outcome.error, CorruptLedgerError)
 
 
 def _with_data_root(config: ClusterConfig, root: Path) -> ClusterConfig:

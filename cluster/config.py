@@ -21,6 +21,9 @@ Schema (top level; unknown keys are rejected at every level):
     max_entries_per_message int >= 1, default 64: Raft entries per append message
     transaction_timeout_ms  int >= 100, default 30000: how long a transaction may run (QLDB's
                             30 s; tests lower it); a worker still running one then is killed
+    scrub_interval_ms       int >= 0, default 21600000 (6 h): a node re-checks every stored
+                            entry (cluster/scrub.py) this long after its last check ended, and
+                            once soon after it starts; 0: only when asked (`scrub`)
     client_port_base        int, optional: node i (file order) serves clients on base + i
     [[nodes]]               an odd number of them (1, 3, 5, ...), each with
         name                unique; letters, digits, "_", ".", "-"
@@ -55,6 +58,7 @@ DEFAULT_ELECTION_TICKS = 50
 DEFAULT_MAX_BATCH_TRANSACTIONS = 256
 DEFAULT_MAX_ENTRIES_PER_MESSAGE = 64
 DEFAULT_TRANSACTION_TIMEOUT_MS = 30_000
+DEFAULT_SCRUB_INTERVAL_MS = 6 * 3600 * 1000
 SECRET_BYTES_MIN = 16
 HEX_PREFIX = "hex:"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -69,6 +73,7 @@ _TOP_LEVEL_KEYS = frozenset(
         "max_batch_transactions",
         "max_entries_per_message",
         "transaction_timeout_ms",
+        "scrub_interval_ms",
         "client_port_base",
         "nodes",
         "links",
@@ -114,6 +119,7 @@ class ClusterConfig:
     max_entries_per_message: int
     client_port_base: int | None = None
     transaction_timeout_ms: int = DEFAULT_TRANSACTION_TIMEOUT_MS
+    scrub_interval_ms: int = DEFAULT_SCRUB_INTERVAL_MS
 
     @property
     def election_timeout_ms(self) -> int:
@@ -197,6 +203,9 @@ def parse_config(data: Mapping[str, Any], base_dir: str | os.PathLike[str]) -> C
         client_port_base=_parse_client_port_base(data.get("client_port_base"), nodes),
         transaction_timeout_ms=_int_field(
             data, "transaction_timeout_ms", DEFAULT_TRANSACTION_TIMEOUT_MS, minimum=100
+        ),
+        scrub_interval_ms=_int_field(
+            data, "scrub_interval_ms", DEFAULT_SCRUB_INTERVAL_MS, minimum=0
         ),
     )
 

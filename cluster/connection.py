@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from cluster import clientlink
 from cluster.transport import AuthError
 from core import client_wire
-from core.requests import Outcome, Request
+from core.requests import Outcome, Read, Request
 from core.wire import WireError
 
 log = logging.getLogger("strand.client")
@@ -108,6 +108,10 @@ class Call:
     outcome: Outcome | None = None
 
 
+def _leader_bound(call: Call) -> bool:
+    return not (isinstance(call.request, Read) and not call.request.linearizable)
+
+
 class Calls:
     """Requests in flight over a handle's connections (see the module docstring)."""
 
@@ -146,14 +150,18 @@ class Calls:
         return call.outcome
 
     def pending_nodes(self) -> set[str]:
+        """Nodes that callers wait on for something only the leader does (not stale reads,
+        which any node serves and which may take long: a whole-journal read, say)."""
         with self._lock:
-            return {call.node for call in self._pending.values()}
+            return {call.node for call in self._pending.values() if _leader_bound(call)}
 
     def abandon(self, node: str) -> None:
-        """Wake every caller waiting on `node` (with no outcome)."""
+        """Wake every caller waiting on `node` for something only the leader does (with no
+        outcome); close the connection unless stale reads still wait on it."""
         with self._lock:
-            calls = [c for c in self._pending.values() if c.node == node]
-            connection = self._connections.pop(node, None)
+            calls = [c for c in self._pending.values() if c.node == node and _leader_bound(c)]
+            others = any(c.node == node and not _leader_bound(c) for c in self._pending.values())
+            connection = None if others else self._connections.pop(node, None)
         for call in calls:
             call.done.set()
         if connection is not None:

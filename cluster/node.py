@@ -16,9 +16,21 @@ one (`verify_journal` of a big journal) never delays heartbeats. Ray is the cont
 only: it places the actor (`resources={az: ...}`), restarts it, and serves `status`, `pids`
 and `shutdown` calls for experiments; no transaction crosses Ray.
 
+Storage faults are handled crash-only. Any exception that escapes a loop callback (a failed
+disk write on the writer thread, ENOSPC, an I/O error while reading the log) or a storage
+I/O error met by a read ends the process at once (`os._exit`, exit status 70): Ray restarts
+the actor, which reopens its LevelDB and rejoins from what is durable, so a node never goes
+on serving, or reporting a role, after its disk failed. A node that cannot open its storage
+(the disk is still full, LevelDB finds its files corrupt) does not raise from the actor's
+constructor, which would leave Ray an actor it never restarts: `StorageNode` stays up in a
+"failed" state, says why in `status`, and tries to open again every `reopen_interval_s`
+(a full disk that is freed heals by itself; a corrupt one needs `rebuild`). Damage found in
+committed data (cluster/scrub.py) is handled by the scrubber, not by exiting.
+
 Invariants: the replica and the machine are touched only on the loop's thread; a client is
 answered only what the machine decided; a node that does not lead answers every request
-with the leader's name (and the client port comes from the config).
+with the leader's name (and the client port comes from the config); a node whose storage
+failed serves nothing more from that process.
 """
 
 from __future__ import annotations
@@ -42,24 +54,39 @@ from cluster import userdata
 from cluster.clientserver import ClientServer
 from cluster.common import commit_config, genesis_of, raft_config
 from cluster.config import ClusterConfig
+from cluster.scrub import Scrubber
 from cluster.transport import Transport
 from cluster.workers import WorkerPool
-from core import client_wire, queries, wire
+from core import client_wire, keys, queries, wire
 from core.commit import CommitMachine
-from core.errors import InvalidArgumentError, StrandError
+from core.errors import CorruptLedgerError, InvalidArgumentError, StrandError, UnavailableError
 from core.raft import Message
-from core.replica import ReadyWork, Replica, ReplicaOutput
+from core.replica import ReadyWork, Replica, ReplicaOutput, seed_hard_state
 from core.requests import Dispatch, Done, Duty, Failed, JobResult, Read, Reply, Request, Serve
-from core.storage import LevelDBStorage
+from core.storage import (
+    LevelDBStorage,
+    StorageClosedError,
+    StorageCorruptionError,
+    StorageError,
+)
 from core.wire import WireError
 
 log = logging.getLogger("strand.node")
+FATAL_EXIT_STATUS = 70  # EX_SOFTWARE: Ray sees a dead worker and restarts the actor
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def exit_process(reason: str) -> None:
+    """Crash-only: end this process now, without unwinding (no handler, no flush can run
+    against storage that failed). Ray restarts the actor."""
+    log.critical("%s; the process exits so that it restarts from what is durable", reason)
+    logging.shutdown()
+    os._exit(FATAL_EXIT_STATUS)
 
 
 class NodeHost:
@@ -72,18 +99,26 @@ class NodeHost:
         *,
         seed: int | None = None,
         labels: dict[str, Any] | None = None,
+        on_fatal: Callable[[str], None] = exit_process,
     ) -> None:
         self.config = config
+        self.on_fatal = on_fatal
         self.name = name
         self.labels = dict(labels or {})  # reported in status (e.g. the Ray node it runs on)
         node = config.node(name)
         os.makedirs(node.data_dir, exist_ok=True)
         self.storage = LevelDBStorage(node.data_dir)
         rng = random.Random(seed if seed is not None else time.time_ns())
-        self.replica = Replica(
-            name, config.node_names, self.storage, config=raft_config(config), rng=rng,
-            genesis=genesis_of(config), now_ms=_now_ms(),
-        )  # fmt: skip
+        try:
+            self.replica = Replica(
+                name, config.node_names, self.storage, config=raft_config(config), rng=rng,
+                genesis=genesis_of(config), now_ms=_now_ms(),
+            )  # fmt: skip
+        except BaseException as exc:
+            self.storage.close()
+            if isinstance(exc, StrandError):
+                raise
+            raise CorruptLedgerError(f"node {name} cannot read its storage: {exc!r}") from exc
         self.machine = CommitMachine(
             self.replica, rng=random.Random(rng.getrandbits(64)), now_ms=_now_ms(),
             config=commit_config(config),
@@ -110,21 +145,39 @@ class NodeHost:
         self._writing = False
         self._deferred: collections.deque[Callable[[], None]] = collections.deque()
         self.stats: dict[str, float] = {"ready_ms": 0.0, "readies": 0, "requests": 0}
+        self.scrubber = Scrubber(
+            self.engine, interval_ms=config.scrub_interval_ms, fetch_blocks=self._fetch_blocks,
+            run_on_loop=self.run_on_loop, set_promotable=self.replica.set_promotable,
+        )  # fmt: skip
+        self._peers_client: Any = None  # a LedgerCluster handle, to fetch blocks from peers
         self._stopped = threading.Event()
         self._started = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"strand-node-{name}", daemon=True)
         self._thread.start()
         if not self._started.wait(30):
             raise StrandError(f"node {name} did not start its loop")
+        self.scrubber.start()
 
     # ----------------------------------------------------------------- the loop
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
+        self.loop.set_exception_handler(self._loop_failed)
         self.loop.run_until_complete(self.transport.start())
         self.loop.run_until_complete(self.clients.start())
         self.loop.call_soon(self._tick)
         self._started.set()
         self.loop.run_forever()
+
+    def _loop_failed(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        """An exception escaped a callback on the loop: the replica's state is unknown."""
+        exc = context.get("exception")
+        if "handle" not in context and not isinstance(exc, StorageError):
+            loop.default_exception_handler(context)  # a socket's or a task's: not the replica's
+            return
+        if self._stopped.is_set():
+            return
+        self._stopped.set()
+        self.on_fatal(f"node {self.name}: {context.get('message')}: {exc!r}")
 
     def _when_idle(self, fn: Callable[[], None]) -> None:
         """Feed an input to the replica or the machine now, or, while a Ready's write is on
@@ -294,6 +347,45 @@ class NodeHost:
             self.workers = WorkerPool(self.loop, self.engine, self._ran, cwd=str(ROOT))
         return self.workers
 
+    # ----------------------------------------------------------------- scrubbing
+    def run_on_loop(self, fn: Callable[[], Any], timeout_s: float = 60.0) -> Any:
+        """Run `fn` on the loop's thread between two writes (from another thread); its value."""
+        done: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def call() -> None:
+            try:
+                done.set_result(fn())
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+                done.set_exception(exc)
+            self._schedule()
+
+        self.loop.call_soon_threadsafe(self._when_idle, call)
+        return done.result(timeout_s)
+
+    def _fetch_blocks(self, seqs: list[int]) -> dict[int, bytes]:
+        """The stored bytes of blocks `seqs` from a peer that has them (the leader first)."""
+        from cluster.client import LedgerCluster
+
+        if self._peers_client is None:
+            self._peers_client = LedgerCluster(self.config)
+        peers = [n for n in self.config.node_names if n != self.name]
+        leader = self.replica.node.leader
+        peers.sort(key=lambda n: n != leader)
+        fetched: dict[int, bytes] = {}
+        for peer in peers:
+            wanted = [seq for seq in seqs if seq not in fetched]
+            for start in range(0, len(wanted), RAW_BLOCKS_MAX):
+                chunk = wanted[start : start + RAW_BLOCKS_MAX]
+                try:
+                    blocks, _ = self._peers_client.query(
+                        "raw_blocks", chunk, consistency="stale", node=peer
+                    )
+                except StrandError as exc:
+                    log.warning("node %s: %s did not send blocks: %s", self.name, peer, exc)
+                    break
+                fetched.update({int(seq): bytes(raw) for seq, raw in blocks})
+        return fetched
+
     # ----------------------------------------------------------------- reads
     def _serve(self, duty: Serve) -> None:
         payload = self._reads.pop((duty.client, duty.request_id), b"")
@@ -316,6 +408,14 @@ class NodeHost:
                 raise InvalidArgumentError(f"unknown read {method!r:.40}")
             value = reader(self, *args)
             return Done(None, userdata.encode_value(value), seq)
+        except StorageError as exc:
+            if not isinstance(exc, StorageCorruptionError | StorageClosedError):
+                self.on_fatal(f"node {self.name}: storage failed during a read: {exc}")
+            self.scrubber.request()
+            return Failed(CorruptLedgerError(f"node {self.name} cannot read that: {exc}"))
+        except CorruptLedgerError as exc:
+            self.scrubber.request()  # damage met by a read: check everything now
+            return Failed(exc)
         except StrandError as exc:
             return Failed(exc)
         except (TypeError, ValueError) as exc:
@@ -332,6 +432,7 @@ class NodeHost:
         status["machine"] = dict(self.machine.stats)
         status["host"] = dict(self.stats)
         status["workers"] = {} if self.workers is None else dict(self.workers.stats)
+        status.update(self.scrubber.status())
         return status
 
     def pids(self) -> list[int]:
@@ -345,6 +446,9 @@ class NodeHost:
         if self._stopped.is_set():
             return
         self._stopped.set()
+        self.scrubber.stop()
+        if self._peers_client is not None:
+            self._peers_client.close()
 
         async def close() -> None:
             await self.clients.close()
@@ -363,6 +467,23 @@ class NodeHost:
             self.storage.close()
 
 
+RAW_BLOCKS_MAX = 256  # blocks per raw_blocks read
+
+
+def _raw_blocks(host: NodeHost, seqs: list[int]) -> list[tuple[int, bytes]]:
+    """Blocks as this node stores them (for a peer repairing its copy; it checks them)."""
+    if len(seqs) > RAW_BLOCKS_MAX:
+        raise InvalidArgumentError(f"at most {RAW_BLOCKS_MAX} blocks per raw_blocks read")
+    engine = host.engine
+    out = []
+    for seq in seqs:
+        if isinstance(seq, int) and 0 <= seq <= engine.durable_seq:
+            raw = engine.storage.get(keys.block_key(seq))
+            if raw is not None:
+                out.append((seq, raw))
+    return out
+
+
 def _transaction_ids(host: NodeHost) -> list[str]:
     """The transaction id of every block after genesis, in journal order."""
     engine = host.engine
@@ -372,6 +493,8 @@ def _transaction_ids(host: NodeHost) -> list[str]:
 _READS: dict[str, Callable[..., Any]] = {
     "status": lambda host: host.status(),
     "transaction_ids": _transaction_ids,
+    "raw_blocks": _raw_blocks,
+    "scrub": lambda host: host.scrubber.request(),
     "committed_seq": lambda host, tx_id: host.engine.committed_seq(tx_id),
     "history": lambda host, *args: queries.history(host.engine, *args),
     "get_digest": lambda host, *args: queries.get_digest(host.engine, *args),
@@ -385,23 +508,94 @@ _READS: dict[str, Callable[..., Any]] = {
 
 @ray.remote(max_restarts=-1, max_task_retries=0, num_cpus=0, max_concurrency=8)  # type: ignore[call-overload]
 class StorageNode:
-    """One AZ's node (see the module docstring): Ray calls are for the control plane only."""
+    """One AZ's node (see the module docstring): Ray calls are for the control plane only.
+
+    The actor outlives a node that cannot open its storage: it reports "failed" with the
+    reason and tries again every `reopen_interval_s`, until it opens or is rebuilt."""
+
+    reopen_interval_s = 2.0
 
     def __init__(self, config: ClusterConfig, name: str) -> None:
         logging.basicConfig(level=logging.WARNING)
-        labels: dict[str, Any] = {"ray_node_id": ray.get_runtime_context().get_node_id()}
+        self.config = config
+        self.name = name
+        self.labels: dict[str, Any] = {"ray_node_id": ray.get_runtime_context().get_node_id()}
         if config.node(name).host in WILDCARD_HOSTS:  # listening everywhere: say where
-            labels["advertise_host"] = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
-        self.host = NodeHost(config, name, labels=labels)
+            self.labels["advertise_host"] = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+        self.host: NodeHost | None = None
+        self.error: str | None = None
+        self._lock = threading.Lock()
+        self._open()
+        if self.host is None:
+            threading.Thread(target=self._reopen, name="strand-reopen", daemon=True).start()
+
+    def _open(self) -> None:
+        try:
+            self.host = NodeHost(self.config, self.name, labels=self.labels)
+            self.error = None
+        except StrandError as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.error("node %s cannot open its storage: %s", self.name, self.error)
+
+    def _reopen(self) -> None:
+        while True:
+            time.sleep(self.reopen_interval_s)
+            with self._lock:
+                if self.host is not None:
+                    return
+                self._open()
+
+    def _host(self) -> NodeHost:
+        host = self.host
+        if host is None:
+            raise UnavailableError(f"node {self.name} failed: {self.error}")
+        return host
 
     def ping(self) -> str:
-        return self.host.name
+        return self.name
 
     def status(self) -> dict[str, Any]:
-        return self.host.status()
+        host = self.host
+        if host is None:
+            node = self.config.node(self.name)
+            return {"node": self.name, "role": "failed", "error": self.error, "az": node.az,
+                    "pid": os.getpid(), **self.labels}  # fmt: skip
+        return host.status()
 
     def pids(self) -> list[int]:
-        return self.host.pids()
+        host = self.host
+        return [os.getpid()] if host is None else host.pids()
+
+    def rebuild(self, term: int) -> None:
+        """Replace this node's storage with an empty one, which then catches up from the
+        leader by Raft. The old directory is kept beside it (`<data_dir>.replaced-<time>`).
+
+        `term` is the highest term any other node has seen: the new storage starts as if
+        it had voted for itself in that term, so the node, which forgot every vote it
+        cast, can vote again only in a later term and never twice in one."""
+        with self._lock:
+            if self.host is not None:
+                self.host.stop()
+                self.host = None
+            self.error = "being rebuilt"
+            data_dir = Path(self.config.node(self.name).data_dir)
+            if data_dir.exists():
+                data_dir.rename(data_dir.with_name(f"{data_dir.name}.replaced-{time.time_ns()}"))
+            data_dir.mkdir(parents=True)
+            storage = LevelDBStorage(data_dir)
+            try:
+                seed_hard_state(storage, term, self.name)
+            finally:
+                storage.close()
+            self._open()
+        if self.host is None:
+            raise UnavailableError(f"node {self.name} did not open after the rebuild: {self.error}")
+
+    def forget_progress(self, peer: str) -> None:
+        """`peer` was rebuilt on empty storage: if this node leads, it probes it afresh."""
+        host = self._host()
+        host.run_on_loop(functools.partial(host.replica.forget_progress, peer))
 
     def shutdown(self) -> None:
-        self.host.stop()
+        if self.host is not None:
+            self.host.stop()

@@ -289,12 +289,15 @@ class Engine:
 
     def read_doc(self, table_id: str, doc_id: str) -> DocState | None:
         raw = self.storage.get(keys.doc_key(table_id, doc_id))
-        return None if raw is None else self._decode_doc(raw)
+        return None if raw is None else self._decode_doc(raw, table_id, doc_id)
 
     def scan_docs(self, table_id: str) -> Iterator[tuple[str, DocState]]:
         prefix = keys.doc_prefix(table_id)
         for key, raw in self.storage.scan(prefix, keys.prefix_end(prefix)):
-            yield key[23:45].decode("ascii"), self._decode_doc(raw)
+            doc_id = key[23:45].decode("ascii")
+            state = self._decode_doc(raw, table_id, doc_id)
+            if state is not None:
+                yield doc_id, state
 
     def index_doc_ids(self, index_id: str, value_hash: bytes) -> list[str]:
         prefix = keys.index_prefix(index_id, value_hash)
@@ -331,12 +334,32 @@ class Engine:
             if maybe is not None:
                 yield doc_id, maybe
 
-    @staticmethod
-    def _decode_doc(raw: bytes) -> DocState:
+    def _decode_doc(self, raw: bytes, table_id: str, doc_id: str) -> DocState | None:
         try:
             return decode_doc(raw)
-        except ValueError as exc:
-            raise CorruptLedgerError(f"a stored document is corrupted: {exc}") from exc
+        except ValueError:  # a damaged derived entry: the journal says what it holds
+            return self.doc_from_journal(table_id, doc_id)
+
+    def doc_from_journal(self, table_id: str, doc_id: str) -> DocState | None:
+        """The document's durable state derived from the journal alone (its latest revision
+        pointer and the block, which verifies), None if deleted: what its `D` entry must
+        hold. Reads use it when that entry is damaged; the scrub mends the entry with it."""
+        prefix = keys.revision_key(table_id, doc_id, 0)[:45]
+        try:
+            last = self.storage.last_key(prefix, keys.prefix_end(prefix))
+            raw_seq = None if last is None else self.storage.get(last)
+            if last is None or raw_seq is None:
+                raise ValueError("no revision pointer")
+            version = keys.revision_key_parts(last)[2]
+            seq = keys.decode_u64(raw_seq)
+        except (ValueError, struct.error) as exc:
+            raise CorruptLedgerError(f"document {doc_id} is damaged: {exc}") from exc
+        for revision in self.read_block(seq)["revisions"]:
+            meta = revision["metadata"]
+            if meta["id"] == doc_id and meta["version"] == version:
+                data = revision.get("data")
+                return None if data is None else DocState(version, seq, data)
+        raise CorruptLedgerError(f"block {seq} does not hold revision {version} of {doc_id}")
 
     # ----------------------------------------------------------------- transactions
     def begin(

@@ -5,8 +5,8 @@ number, then reads storage, so an answer is always about a journal prefix that i
 Every proof is computed in O(log n) storage reads at any past tip the caller names.
 
 Invariants: a block or revision is served only after its bytes passed their checksum and
-its hashes were recomputed (Engine.read_block); `verify_journal` never stops at the first
-exception but reports the first block that fails, by sequence number.
+its hashes were recomputed (Engine.read_block); `verify_journal` checks every stored entry
+(core/scrub.py) and reports what it finds, never raising for a finding.
 """
 
 from __future__ import annotations
@@ -16,17 +16,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from core import codec, keys, merkle
+from core import keys, merkle
 from core.catalog import TableDef
 from core.engine import Engine
 from core.errors import (
     BlockNotFoundError,
-    CorruptLedgerError,
     InvalidArgumentError,
     RevisionNotFoundError,
     TableNotFoundError,
 )
-from core.journal import Block, check_block, revision_proof_in_block
+from core.journal import Block, revision_proof_in_block
+from core.scrub import Finding, Scrub, damaged_blocks
 
 
 class JournalSource(Protocol):
@@ -45,12 +45,14 @@ class JournalSource(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class JournalReport:
-    """The outcome of a full journal scan."""
+    """The outcome of a full check of the stored state: `findings` lists every damaged
+    entry (core.scrub.Finding); `first_bad_sequence_no` is the first damaged block's."""
 
     ok: bool
     blocks_checked: int
     first_bad_sequence_no: int | None = None
     problem: str | None = None
+    findings: tuple[Finding, ...] = ()
 
 
 def _address(engine: JournalSource, seq: int) -> dict[str, Any]:
@@ -195,48 +197,11 @@ def table_history(
 
 
 def verify_journal(engine: Engine) -> JournalReport:
-    """Rescan every block: checksums, hashes, the chain, and the stored Merkle nodes."""
-    frontier = merkle.Frontier()
-    previous_hash = b""
-    checked = 0
-    durable = engine.durable_seq
-    for key, raw in engine.storage.scan(keys.block_key(0), keys.block_key(durable + 1)):
-        seq = keys.block_seq(key)
-        try:
-            problem, previous_hash = _check_stored_block(
-                engine, seq, raw, checked, previous_hash, frontier
-            )
-        except (ValueError, KeyError, TypeError, CorruptLedgerError) as exc:
-            problem = f"unreadable: {exc}"
-        if problem is not None:
-            return JournalReport(False, checked, min(seq, checked), problem)
-        checked += 1
-    if checked != durable + 1:
-        return JournalReport(False, checked, checked, "journal ends early")
-    return JournalReport(True, checked)
-
-
-def _check_stored_block(
-    engine: Engine,
-    seq: int,
-    raw: bytes,
-    expected_seq: int,
-    previous_hash: bytes,
-    frontier: merkle.Frontier,
-) -> tuple[str | None, bytes]:
-    """(problem or None, this block's hash)."""
-    if seq != expected_seq:
-        return f"block {expected_seq} is missing", b""
-    block = codec.decode(raw)
-    block_hash = bytes(block["blockHash"])
-    if block["blockAddress"] != _address(engine, seq):
-        return "blockAddress does not match the block's place in the journal", block_hash
-    problem = check_block(block)
-    if problem is not None:
-        return problem, block_hash
-    if bytes(block["previousBlockHash"]) != previous_hash:
-        return "previousBlockHash does not match the previous block", block_hash
-    for level, index, node in frontier.append(block_hash):
-        if engine.get_node(level, index) != node:
-            return f"Merkle node ({level}, {index}) does not match the block hashes", block_hash
-    return None, block_hash
+    """Check every block, Merkle node, pointer, document and index entry (core.scrub)."""
+    scrub = Scrub(engine)
+    findings = tuple(scrub.run())
+    if not findings:
+        return JournalReport(True, scrub.next_seq)
+    blocks = damaged_blocks(findings)
+    first = blocks[0] if blocks else None
+    return JournalReport(False, scrub.next_seq, first, findings[0].problem, findings)

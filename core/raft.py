@@ -209,6 +209,7 @@ class RaftNode:
         self._election_elapsed = 0
         self._heartbeat_elapsed = 0
         self._timeout = self._random_timeout()
+        self.promotable = True  # False: known damage; never campaigns (set_promotable)
 
     # ----------------------------------------------------------------- the log
     def last_index(self) -> int:
@@ -251,7 +252,29 @@ class RaftNode:
         self._election_elapsed += 1
         if self._election_elapsed >= self._timeout:
             self._election_elapsed = 0
-            self._campaign(pre_vote=self.config.pre_vote)
+            if self.promotable:
+                self._campaign(pre_vote=self.config.pre_vote)
+
+    def forget_progress(self, peer: str) -> None:
+        """The leader learns that `peer` lost its log (its storage was replaced by an empty
+        one: a rebuild): forget what it acknowledged and probe it afresh. Lowering a match
+        is always safe (the commit index never goes back). Raft otherwise assumes a node
+        never loses what it acknowledged, so only an operator's rebuild calls this."""
+        self._check_not_awaiting()
+        if self.role is Role.LEADER and peer in self._progress and peer != self.id:
+            pr = self._progress[peer]
+            pr.match, pr.next, pr.probing = 0, self.last_index() + 1, True
+            self._send_append(peer, force=True)
+
+    def set_promotable(self, promotable: bool) -> None:
+        """A replica that knows part of its stored state is damaged must not lead: it steps
+        down at once (keeping its term, in which it already voted, so it votes in no other
+        candidate's favour there) and does not campaign until it is promotable again. It
+        still votes in later terms and accepts entries: the damage is in its history."""
+        self._check_not_awaiting()
+        self.promotable = promotable
+        if not promotable and self.role is not Role.FOLLOWER:
+            self._become_follower(self.term, None)
 
     def propose(self, data: bytes) -> int | None:
         """Append `data` as a new entry if this node leads; returns its index, else None."""

@@ -74,6 +74,22 @@ def failure_key(transaction_id: str) -> bytes:
     return FAILURE_PREFIX + transaction_id.encode("ascii")
 
 
+def encode_hard_state(term: int, vote: str | None, commit: int) -> bytes:
+    return codec.frame(msgpack.packb([term, vote, commit]))
+
+
+def seed_hard_state(storage: Storage, term: int, node_id: str) -> None:
+    """Prepare EMPTY storage for a replica that replaces one whose data was lost.
+
+    The lost replica may have voted in any term up to `term`, the highest term any other
+    voter has seen (a candidate it voted for persisted that term). The new one starts as
+    if it had voted for itself in `term`, so it grants votes only in later terms and never
+    votes twice in one: Raft's one-vote-per-term rule holds across the loss."""
+    if storage.get(META_RAFT_STATE) is not None or storage.get(keys.META_STRAND_ID) is not None:
+        raise CorruptLedgerError("seed_hard_state is for empty storage only")
+    storage.write([(META_RAFT_STATE, encode_hard_state(term, node_id, 0))])
+
+
 def needs_sync(rd: Ready, term_vote: tuple[int, str | None]) -> bool:
     """Raft's durability rule: new log entries, and a new term or vote, must be on disk
     before any message that depends on them is sent. Applying committed entries need not
@@ -183,6 +199,14 @@ class Replica:
     # ----------------------------------------------------------------- inputs
     def tick(self) -> None:
         self.node.tick()
+
+    def forget_progress(self, peer: str) -> None:
+        """`peer` was rebuilt on empty storage (RaftNode.forget_progress)."""
+        self.node.forget_progress(peer)
+
+    def set_promotable(self, promotable: bool) -> None:
+        """False while this replica's storage holds known damage (RaftNode.set_promotable)."""
+        self.node.set_promotable(promotable)
 
     def step(self, message: Message) -> None:
         self.node.step(message)
@@ -337,9 +361,7 @@ class Replica:
         work = ReadyWork(rd, messages, puts, deletes, needs_sync(rd, self._term_vote), self)
         if rd.hard_state is not None:
             hs = rd.hard_state
-            puts.append(
-                (META_RAFT_STATE, codec.frame(msgpack.packb([hs.term, hs.vote, hs.commit])))
-            )
+            puts.append((META_RAFT_STATE, encode_hard_state(hs.term, hs.vote, hs.commit)))
         blocks: list[Block] = []
         raws: list[bytes] = []
         for entry in rd.committed:

@@ -284,3 +284,25 @@ def test_a_restarted_node_keeps_its_term_and_vote() -> None:
     assert restarted.last_index() == net.nodes["a"].last_index()
     with pytest.raises(ValueError, match="voters"):
         RaftNode("z", net.names, MemoryLogStore(), config=CONFIG, rng=random.Random(1))
+
+
+def test_a_damaged_leader_steps_down_and_never_campaigns_until_repaired() -> None:
+    net = Net()
+    net.elect("a")
+    net.propose("a", b"x")
+    net.nodes["a"].set_promotable(False)
+    assert net.nodes["a"].role is Role.FOLLOWER
+    assert net.nodes["a"].propose(b"refused") is None
+    for _ in range(10):  # a times out first every round, yet never stands
+        net.tick("a", 2 * CONFIG.election_ticks)
+        assert net.nodes["a"].role is Role.FOLLOWER
+    net.tick_all(4 * CONFIG.election_ticks)
+    leader = net.leader()
+    assert leader != "a"
+    index = net.propose(leader, b"y")
+    net.tick_all(3)
+    assert net.applied["a"][-1].index == index  # it still follows and votes
+    net.nodes["a"].set_promotable(True)
+    net.down.add(leader)
+    net.tick_all(4 * CONFIG.election_ticks)
+    assert net.leader() in ("a", *(n for n in net.names if n != leader))

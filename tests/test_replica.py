@@ -23,7 +23,7 @@ from core.errors import StaleBatchError
 from core.ledger import Ledger
 from core.raft import Append, AppendResponse, Entry, RaftConfig, Role, VoteRequest, VoteResponse
 from core.raftlog import encode_batch
-from core.replica import Replica
+from core.replica import Replica, seed_hard_state
 from core.storage import LevelDBStorage, MemoryStorage, Storage
 
 GENESIS = Genesis("0" * 21 + "A", "0" * 21 + "B", 1_700_000_000_000)
@@ -204,3 +204,29 @@ def test_wire_rejects_wrong_types() -> None:
     bad = msgpack.packb([3, 1, "a", "b", 0, 0, [[1, 1, "not bytes"]], 0, 0])
     with pytest.raises(wire.WireError):
         wire.decode(bad)
+
+
+def test_a_replica_rebuilt_on_empty_storage_catches_up_and_votes_only_in_later_terms() -> None:
+    trio = Trio()
+    ledger = trio.proposer()
+    ledger.execute_lambda(lambda tx: tx.create_table("Car"))
+    for n in range(10):
+        ledger.execute_lambda(lambda tx, n=n: tx.insert("Car", {"vin": n}))
+    trio.settle()
+    leader = next(r for r in trio.replicas.values() if r.ready_to_serve)
+    victim = next(n for n in NAMES if n != leader.id)
+    term = max(r.node.term for n, r in trio.replicas.items() if n != victim)
+    storage = MemoryStorage()
+    seed_hard_state(storage, term, victim)
+    trio.stores[victim] = storage
+    trio.replicas[victim] = Replica(
+        victim, NAMES, storage, config=CONFIG, rng=random.Random(9), genesis=GENESIS, now_ms=0
+    )
+    assert trio.replicas[victim].node.term == term
+    assert trio.replicas[victim].node.vote == victim  # no vote for anyone else in `term`
+    trio.settle()
+    assert trio.replicas[victim].engine.durable_seq == 0  # Raft: it acknowledged all that
+    leader.forget_progress(victim)  # what the operator's rebuild tells the leader
+    trio.settle()
+    digests = {r.status()["digest"] for r in trio.replicas.values()}
+    assert digests == {ledger.get_digest()["digest"]}

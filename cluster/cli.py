@@ -1,0 +1,56 @@
+"""The `strand` command: operations on a running cluster.
+
+    strand status  [--config PATH]          each node's role, term, position and health
+    strand scrub   [--config PATH] NODE     check every entry NODE stores now; repair it
+    strand rebuild [--config PATH] NODE     replace NODE's storage and re-seed it from its peers
+
+`status` and `scrub` need only the config (they speak the client protocol); `rebuild`
+attaches to the cluster's Ray (RAY_ADDRESS, or the local one) because it replaces an actor's
+storage. Exit status 0 on success, 1 when the cluster refuses, 2 on bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from cluster.client import LedgerCluster
+from cluster.config import load_config
+from core.errors import StrandError
+
+DEFAULT_CONFIG = "configs/local-3az.toml"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="strand", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", default=DEFAULT_CONFIG, help="the cluster's config file")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("status", help="each node's status")
+    for name in ("scrub", "rebuild"):
+        command = commands.add_parser(name)
+        command.add_argument("node")
+    args = parser.parse_args(argv)
+    config = load_config(args.config)
+    cluster = LedgerCluster(config)
+    try:
+        if args.command == "status":
+            for status in cluster.nodes():
+                keys = ("node", "role", "term", "sequence_no", "health", "error")
+                print(json.dumps({k: status[k] for k in keys if k in status}))
+        elif args.command == "scrub":
+            print(json.dumps(cluster.scrub(args.node)))
+        else:
+            cluster.rebuild(args.node)
+            print(f"node {args.node} rebuilt; it is catching up from the leader")
+    except StrandError as exc:
+        print(f"strand {args.command}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        cluster.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -25,14 +25,13 @@ from core.errors import (
     TableExistsError,
     TableNotFoundError,
 )
+from core.limits import MAX_ACTIVE_TABLES, MAX_INDEXES_PER_TABLE
 
 SYSTEM_TABLE_ID = "0" * 22
 SYSTEM_TABLE_NAME = "information_schema.user_tables"
 # Redaction requests (EXEC redact_revision) are journaled as documents of this system table.
 REDACTION_TABLE_ID = "0" * 21 + "1"
 REDACTION_TABLE_NAME = "information_schema.redactions"
-MAX_ACTIVE_TABLES = 20
-MAX_INDEXES_PER_TABLE = 5
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 

@@ -85,7 +85,15 @@ class TransactionExpiredError(TransactionError):
 
 
 class LimitExceededError(StrandError):
-    """A QLDB limit was exceeded (documents per transaction, document size, tables, indexes)."""
+    """A QLDB limit was exceeded (documents per transaction, document size, tables, indexes),
+    or one of Strand's own bounds (core/limits.py)."""
+
+
+class ValueOutOfRangeError(LimitExceededError):
+    """A value lies beyond Strand's bounds on values (core/limits.py): an integer or decimal
+    too large or too precise, a timestamp fraction too fine, containers nested too deeply, in
+    a document, a statement parameter or literal, or the result of an operation on them.
+    Nothing was stored or computed with it."""
 
 
 class TableNotFoundError(StrandError):

@@ -200,15 +200,20 @@ def _ser_float(value: float, h: HashFn) -> bytes:
     return b"\x0b\x40" + _escape(rep) + b"\x0e"
 
 
+# Python parses at most 4,300 digits of text as an int; longer coefficients take as_tuple.
+_PLAIN_DIGITS = 4000
+
+
 def _decompose(value: Decimal) -> tuple[bool, int, int]:
     """(negative, |coefficient|, exponent) of a finite Decimal.
 
     `str` is plain notation (no "E") exactly when the exponent is <= 0 and the value is not
     tiny; the exponent is then minus the number of digits after the point. That parse is
-    about twice as fast as `as_tuple`, which handles every other form.
+    about twice as fast as `as_tuple`, which handles every other form (and coefficients too
+    long for Python's int-from-text conversion).
     """
     text = str(value)
-    if "E" not in text and value.is_finite():
+    if "E" not in text and value.is_finite() and len(text) <= _PLAIN_DIGITS:
         point = text.find(".")
         if point < 0:
             return text[0] == "-", abs(int(text)), 0
@@ -364,7 +369,7 @@ def _fraction(value: Any) -> bytes:
     rep = _FRACTIONS.get(key)
     if rep is None:
         _, coefficient, exponent = _decompose(fraction)  # a sign on zero means nothing here
-        if coefficient and coefficient >= 10 ** max(-exponent, 0):
+        if coefficient and fraction.adjusted() >= 0:  # >= 1, found without 10**-exponent
             raise IonHashTypeError(f"fractional_seconds must be below 1: {fraction!r}")
         rep = b"" if exponent >= 0 else _varint(exponent) + _int_field(coefficient, False)
         if len(_FRACTIONS) < _FRACTIONS_MAX:

@@ -22,6 +22,7 @@ import contextlib
 import datetime
 import decimal
 import functools
+import io
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -55,12 +56,16 @@ from core.errors import (
     TransactionExpiredError,
 )
 from core.ids import is_id, timestamp_from_ms
-from core.ionhash import dot, ion_hash
+from core.ionhash import IonHashTypeError, dot, ion_hash
 from core.journal import StatementRecord, statement_digest
+from core.limits import (
+    MAX_DOCUMENT_BYTES,
+    MAX_DOCUMENTS_PER_TRANSACTION,
+    MAX_TRANSACTION_BYTES,
+    check_value,
+)
 
-MAX_DOCUMENTS_PER_TRANSACTION = 40
-MAX_DOCUMENT_BYTES = 128 * 1024
-MAX_TRANSACTION_BYTES = 4 * 1024 * 1024  # the documents a transaction writes, Ion binary
+# msgpack at most this size is at most MAX_DOCUMENT_BYTES of Ion binary; beyond, it is measured
 _EXACT_SIZE_THRESHOLD_BYTES = 32 * 1024
 
 ReadItem = tuple[object, ...]
@@ -184,10 +189,18 @@ def _normal(value: object, *, nested: bool = False) -> object:
     return value
 
 
+# `normalize` as the keys of existing indexes were made (the default context), except that
+# a value beyond its exponent range gives a key (an infinite float) instead of raising.
+_KEY_CONTEXT = decimal.Context(
+    prec=28, rounding=decimal.ROUND_HALF_EVEN, traps=[decimal.InvalidOperation]
+)
+
+
 def _normal_number(value: int | float | decimal.Decimal) -> object:
     """A finite number as one decimal per value: an integral value as its exact integer
     (1, 1.0, 1e0, 100, 1.00E+2 -> Decimal(1) / Decimal(100)), zero of any sign as 0, any
-    other value normalised; NaN and infinities stay floats."""
+    other value normalised; NaN and infinities stay floats. The work is bounded by
+    _INTEGRAL_DIGITS and the number of digits, never by the exponent, and nothing raises."""
     if isinstance(value, float) and not math.isfinite(value):
         return float(value)
     if isinstance(value, decimal.Decimal) and not value.is_finite():
@@ -195,18 +208,38 @@ def _normal_number(value: int | float | decimal.Decimal) -> object:
     exact = decimal.Decimal(int(value)) if isinstance(value, int) else decimal.Decimal(value)
     if exact.is_zero():
         return decimal.Decimal(0)
-    if exact.adjusted() < _INTEGRAL_DIGITS and exact == exact.to_integral_value():
+    if 0 <= exact.adjusted() < _INTEGRAL_DIGITS and exact == exact.to_integral_value():
         return exact if isinstance(value, int) else decimal.Decimal(int(exact))
-    return exact.normalize()
+    key = exact.normalize(_KEY_CONTEXT)
+    return key if key.is_finite() else float(key)  # beyond the context's range: +-inf
+
+
+def ion_binary_size(document: object) -> int:
+    """The size of a stored document as Ion binary. amazon-ion's C extension measures it:
+    it only ever sees documents that passed `check_value` (it crashes the process on an
+    integer of more than 4,300 digits, which MAX_INT_DIGITS keeps out); should it still
+    refuse one, the pure-Python writer measures it instead."""
+    try:
+        return len(simpleion.dumps(document, binary=True))
+    except Exception:  # amazon-ion raises unrelated types; the slow writer is exact too
+        pass
+    out = io.BytesIO()
+    try:
+        simpleion.dump_python(document, out, binary=True)
+    except Exception as exc:
+        raise InvalidDocumentError(f"not a storable Ion document: {exc}") from exc
+    return len(out.getvalue())
 
 
 def prepare_document(doc: object) -> tuple[dict[str, Any], bytes, bytes]:
-    """(private copy, H(doc), msgpack bytes) of a document, or a typed error."""
+    """(private copy, H(doc), msgpack bytes) of a document, or a typed error: a value beyond
+    Strand's bounds (core/limits.py) is refused before anything is encoded or hashed."""
     if not isinstance(doc, Mapping):
         raise InvalidDocumentError(f"a document is a struct (dict), not {type(doc).__name__}")
     for key in doc:
         if not isinstance(key, str):
             raise InvalidDocumentError(f"document field names are strings, not {key!r}")
+    check_value(doc, "the document")
     try:
         packed = codec.pack(doc)
         copy = codec.unpack(packed)
@@ -215,7 +248,7 @@ def prepare_document(doc: object) -> tuple[dict[str, Any], bytes, bytes]:
         raise InvalidDocumentError(f"not a storable Ion document: {exc}") from exc
     size = len(packed)
     if size > _EXACT_SIZE_THRESHOLD_BYTES:
-        size = len(simpleion.dumps(copy, binary=True))
+        size = ion_binary_size(copy)
     if size > MAX_DOCUMENT_BYTES:
         raise LimitExceededError(
             f"document is {size} bytes of Ion binary, the limit is {MAX_DOCUMENT_BYTES}"
@@ -418,7 +451,7 @@ class Transaction:
         """The Ion binary size of a pending document (measured once per version)."""
         hit = self._ion_sizes.get(key)
         if hit is None or hit[0] is not packed:
-            hit = self._ion_sizes[key] = (packed, len(simpleion.dumps(data, binary=True)))
+            hit = self._ion_sizes[key] = (packed, ion_binary_size(data))
         return hit[1]
 
     # ----------------------------------------------------------------- DDL
@@ -544,7 +577,11 @@ class Transaction:
         wanted = {**(where or {}), **fields}
         for field in wanted:
             check_name("field", field)
-        keys = {field: value_key(value) for field, value in wanted.items()}
+        check_value(wanted, "the values find() looks for")
+        try:
+            keys = {field: value_key(value) for field, value in wanted.items()}
+        except IonHashTypeError as exc:  # a lone surrogate, a type Ion does not have
+            raise InvalidArgumentError(f"find() looks for Ion values: {exc}") from None
         text = f'SELECT * FROM "{table.name}" AS d'
         if wanted:
             text += " WHERE " + " AND ".join(f'd."{f}" = ?' for f in wanted)
@@ -560,10 +597,19 @@ class Transaction:
         """Run a PartiQL statement in this transaction; returns its rows (a Cursor).
 
         Parameters (`?`) are Ion values or plain Python values. See core/partiql/executor.py.
+        A statement too deep for Python's stack, which the bounds of core/limits.py should
+        never let through, is a LimitExceededError (the statement was undone) rather than a
+        RecursionError.
         """
         from core.partiql.executor import execute  # the executor builds on this module
 
-        return execute(self, statement, parameters)
+        try:
+            return execute(self, statement, parameters)
+        except RecursionError:
+            raise LimitExceededError(
+                "the statement, or a value it reaches, is nested too deeply to evaluate; "
+                "flatten it or split it into several statements"
+            ) from None
 
     def now_ms(self) -> int:
         return self._clock_ms()

@@ -40,11 +40,11 @@ from collections.abc import Mapping
 from functools import reduce
 from typing import Any
 
-from amazon.ion import simpleion
 from amazon.ion.simple_types import IonPyDict, IonPyNull
 
 from core import merkle
 from core.ionhash import IonHashTypeError, dot, ion_hash
+from core.iontext import IonTextError, load_text
 from core.merkle import root_of
 
 __all__ = [
@@ -84,9 +84,9 @@ def _parse(value: object, what: str) -> object:
     text = _ion_text(value)
     if text is None:
         return value
-    try:
-        return simpleion.loads(text)
-    except Exception as exc:  # amazon-ion raises several unrelated types on bad text
+    try:  # text from the user: read without amazon-ion's C extension (core/iontext.py)
+        return load_text(text)
+    except IonTextError as exc:
         raise VerificationError(f"{what} is not valid Ion text: {exc}") from None
 
 

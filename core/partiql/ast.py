@@ -105,6 +105,19 @@ class Binary:
 
 
 @dataclass(frozen=True, slots=True)
+class BinaryChain:
+    """A long run of arithmetic operators of one precedence level (`+ -` or `* / %`), kept
+    flat: operands[0] ops[0] operands[1] ops[1] operands[2] ... means the left-deep Binary
+    ((operands[0] ops[0] operands[1]) ops[1] operands[2]) ..., evaluated left to right.
+    The parser makes one for a run longer than a few operands, so that no walker recurses
+    once per operand (runs of OR, AND and ||, which associate, become balanced Binary
+    trees instead). len(ops) == len(operands) - 1."""
+
+    ops: tuple[str, ...]
+    operands: tuple[Expr, ...]
+
+
+@dataclass(frozen=True, slots=True)
 class Like:
     value: Expr
     pattern: Expr
@@ -381,6 +394,7 @@ Expr = (
     | Path
     | Unary
     | Binary
+    | BinaryChain
     | Like
     | Between
     | In

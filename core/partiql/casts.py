@@ -14,7 +14,9 @@ partiql-lang-kotlin behaviour QLDB ran:
 - anything scalar -> string/symbol uses its PartiQL text; timestamps their Ion text.
 - text -> timestamp/date/time parses Ion or SQL literal syntax; collections convert among
   list, sexp and bag; a struct only casts to struct.
-Any other combination is a type error: fail(mode, ...) (MISSING in coerce mode).
+Any other combination is a type error: fail(mode, ...) (MISSING in coerce mode). A result
+beyond core/limits.py's bounds on numbers ('1e99999' AS DECIMAL) raises ValueOutOfRangeError
+in every mode, and no cast builds a number from the magnitude of its operand.
 Invariant: `can_cast(v, t, a)` is True iff `cast(v, t, a, "error")` would not raise.
 """
 
@@ -29,7 +31,8 @@ from typing import Any
 from amazon.ion.core import IonType
 from amazon.ion.simple_types import IonPyBytes, IonPyList, IonPySymbol
 
-from core.errors import PartiQLEvaluationError
+from core.errors import PartiQLEvaluationError, ValueOutOfRangeError
+from core.limits import check_number
 from core.partiql import datetimes as dt
 from core.partiql import values as pv
 from core.partiql.data import MISSING, Bag
@@ -85,7 +88,8 @@ class _CastError(Exception):
 
 def _int_range(bits: int, n: int) -> int:
     if not -(2 ** (bits - 1)) <= n < 2 ** (bits - 1):
-        raise _CastError(f"{n} does not fit a {bits}-bit integer")
+        shown = str(n) if n.bit_length() <= 256 else f"an integer of {n.bit_length()} bits"
+        raise _CastError(f"{shown} does not fit a {bits}-bit integer")
     return n
 
 
@@ -99,7 +103,10 @@ def _to_int(v: Any, t: str, bits: int) -> int:
             raise _CastError(f"cannot cast {v} to an integer")
         return _int_range(bits, int(v))
     if t == "decimal":
-        return _int_range(bits, int(Decimal(v)))
+        d = Decimal(v)
+        if d.is_finite() and d.adjusted() > bits:  # never build the int of 1E+999999999
+            raise _CastError(f"{d} does not fit a {bits}-bit integer")
+        return _int_range(bits, int(d))
     if t in pv.TEXT:
         m = _INT_TEXT.fullmatch(pv.text_of(v))
         if not m:
@@ -236,11 +243,14 @@ def _to_time(v: Any, t: str) -> dt.Time:
 
 def _convert(v: Any, target: str, args: tuple[int, ...]) -> Any:
     """`v` converted to `target`, or _CastError (also for a number too large to convert:
-    Python refuses int <-> text beyond 4,300 digits and float beyond about 1e308)."""
+    Python refuses int <-> text beyond 4,300 digits and float beyond about 1e308), or
+    ValueOutOfRangeError for a number beyond core/limits.py's bounds ('1e99999' AS DECIMAL)."""
     try:
-        return _convert_unchecked(v, target, args)
+        result = _convert_unchecked(v, target, args)
     except (ValueError, OverflowError, ArithmeticError) as exc:
         raise _CastError(f"cannot cast {pv.type_name(v)} to {target}: {exc}") from exc
+    check_number(result, "the result of CAST")
+    return result
 
 
 def _convert_unchecked(v: Any, target: str, args: tuple[int, ...]) -> Any:
@@ -346,7 +356,7 @@ def can_cast(value: Any, type_name: str, type_args: tuple[int, ...] = (), mode: 
         return True
     try:
         _convert(value, target, tuple(type_args))
-    except _CastError:
+    except (_CastError, ValueOutOfRangeError):
         return False
     return True
 
@@ -381,7 +391,7 @@ def can_lossless_cast(
         target = _target(type_name)
         converted = _convert(value, target, tuple(type_args))
         back = _convert(converted, _TARGETS[_BACK[pv.type_name(value)]], ())
-    except (_CastError, PartiQLEvaluationError, KeyError):
+    except (_CastError, PartiQLEvaluationError, ValueOutOfRangeError, KeyError):
         return False
     if pv.type_name(value) == "float" and pv.type_name(converted) == "decimal":
         return bool(Decimal(float(value)) == converted)

@@ -27,6 +27,8 @@ from typing import Any
 from amazon.ion import simpleion
 from amazon.ion.core import Timestamp, TimestampPrecision
 
+from core.iontext import IonTextError, load_text
+
 _EPOCH = datetime.datetime(1970, 1, 1)
 
 
@@ -455,9 +457,9 @@ def _symbol_regex(tok: str) -> str:
 def to_timestamp(text: str, fmt: str | None = None) -> Timestamp:
     """TO_TIMESTAMP(text [, fmt]): an Ion timestamp text, or text in the given format."""
     if fmt is None:
-        try:
-            v = simpleion.loads(text.strip())
-        except Exception:
+        try:  # user text: read without amazon-ion's C extension (core/iontext.py)
+            v = load_text(text.strip())
+        except IonTextError:
             raise DateTimeError(f"not an Ion timestamp: {text!r}") from None
         if not isinstance(v, datetime.datetime):
             raise DateTimeError(f"not an Ion timestamp: {text!r}")

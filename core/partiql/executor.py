@@ -44,6 +44,7 @@ from core.errors import (
 )
 from core.ids import is_id, timestamp_from_ms
 from core.ionhash import IonHashTypeError, ion_hash
+from core.limits import MAX_STATEMENT_CHARS, check_value
 from core.partiql import ast
 from core.partiql import values as pv
 from core.partiql.checks import check_statement
@@ -55,7 +56,6 @@ from core.partiql.parser import parse
 if TYPE_CHECKING:
     from core.transaction import Transaction
 
-MAX_STATEMENT_CHARS = 100_000
 _EXTRA_FUNCTIONS = {"history": (1, 3)}  # the ledger's functions: name -> argument counts
 COMMITTED_PREFIX = "_ql_committed_"
 
@@ -93,6 +93,7 @@ def execute(tx: Transaction, statement: str, parameters: Sequence[Any]) -> Curso
 
 
 def _parameter(position: int, value: Any) -> Any:
+    check_value(value, f"parameter {position + 1}")  # ValueOutOfRangeError, before encoding
     try:
         return codec.unpack(codec.pack(value))
     except (CodecError, TypeError, ValueError) as exc:

@@ -259,6 +259,23 @@ class Compiler:
             return or_
         return lambda rt, b: ops.binary(rt, op, left(rt, b), right(rt, b))
 
+    def _chain(self, node: ast.BinaryChain, scope: Scope) -> Fn:
+        """A flat run of arithmetic: one closure that folds its operands left to right (as
+        the left-deep Binary would), so a run of any length nests no closures."""
+        operands = []
+        for expr in node.operands:
+            fn = self.value(expr, scope)
+            operands.append(_scalar(fn) if _is_sql_subquery(expr) else fn)
+        first, rest = operands[0], list(zip(node.ops, operands[1:], strict=True))
+
+        def fold(rt: Runtime, b: Bindings) -> Any:
+            acc = first(rt, b)
+            for op, operand in rest:
+                acc = ops.binary(rt, op, acc, operand(rt, b))
+            return acc
+
+        return fold
+
     def _like(self, node: ast.Like, scope: Scope) -> Fn:
         value = self.value(node.value, scope)
         pattern = self.value(node.pattern, scope)
@@ -532,6 +549,7 @@ _DISPATCH: dict[type, Callable[[Compiler, Any, Scope], Fn]] = {
     ast.Path: Compiler._path,
     ast.Unary: Compiler._unary,
     ast.Binary: Compiler._binary,
+    ast.BinaryChain: Compiler._chain,
     ast.Like: Compiler._like,
     ast.Between: Compiler._between,
     ast.In: Compiler._in,

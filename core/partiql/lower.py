@@ -5,9 +5,19 @@ children (lark Tokens, lowered nodes, internal clause records, and None for an a
 `[optional]` part) and returns an `ast` node or an internal record that a parent rule
 consumes. Internal records (`_Clause` subclasses, `_Name`, ...) never reach the result.
 
+Binary operators. lark reduces `a OR b OR c ...` one operator at a time; `binop` links the
+operands of such a run (one precedence level: OR, AND, ||, + -, * / %) into a `_Run`, and
+`start` turns each run into the left-deep `Binary` tree it always was when it is short,
+else into a balanced tree (OR, AND, ||: they associate, and the balanced tree evaluates
+exactly the operands the left-deep one would, in the same order) or a flat `BinaryChain`
+(arithmetic, which does not associate). So a run of thousands of operators is a few levels
+deep, and no later walk of the tree recurses once per operand.
+
 Invariants: the callbacks are pure (no state on the instance), so one `Lower` is shared by
 every parse; the only errors they raise are `PartiQLSyntaxError`, located at a token, for
-text the grammar admits but PartiQL does not (an unknown date part, a bad DATE string).
+text the grammar admits but PartiQL does not (an unknown date part, a bad DATE string), or
+at the start for a statement nested MAX_EXPRESSION_DEPTH (core/limits.py) or more levels
+deep. No callback recurses deeper than the nesting it accepts.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from typing import Any
 from lark import Token, Transformer
 
 from core.errors import PartiQLSyntaxError
+from core.limits import MAX_EXPRESSION_DEPTH, expression_depth_message
 from core.partiql import ast
 from core.partiql.data import MISSING
 from core.partiql.functions import Quantifier
@@ -126,21 +137,93 @@ class _Paren:
     expr: Any
 
 
-def _strip_parens(node: Any) -> Any:
-    """`node` with every _Paren replaced by its expression (see _Paren)."""
-    if isinstance(node, _Paren):
-        return _strip_parens(node.expr)
+@dataclass(frozen=True, slots=True)
+class _Run:
+    """A run of left-associative binary operators of one precedence level while it is being
+    reduced: `prev` is the run so far (a _Run of the same level) or its first operand, then
+    `op right`. Linked leftwards, so each operand costs O(1) however long the run; `_finish`
+    turns it into ast nodes once the whole statement is parsed."""
+
+    level: str
+    prev: Any
+    op: str
+    right: Any
+
+
+# The precedence level of each operator `binop` reduces; OR, AND and || associate (their
+# operands' values, and which of them are evaluated, do not depend on the grouping).
+_LEVELS = {"or": "or", "and": "and", "||": "||", "+": "+", "-": "+", "*": "*", "/": "*", "%": "*"}
+_ASSOCIATIVE = frozenset(["or", "and", "||"])
+# A run of at most this many operands is the left-deep Binary it always was; a longer run of
+# an associative operator is a balanced Binary tree, of + - or * / % a BinaryChain.
+_SHORT_RUN = 8
+
+
+def _too_deep(depth: int) -> PartiQLSyntaxError:
+    return PartiQLSyntaxError(f"line 1, column 1: {expression_depth_message(depth)}", 1, 1)
+
+
+def _finish(node: Any, depth: int) -> Any:
+    """`node`, at `depth` in the statement, with every _Paren replaced by its expression
+    (see _Paren) and every _Run by ast nodes; PartiQLSyntaxError when a node lies
+    MAX_EXPRESSION_DEPTH or more levels deep (so this recursion, and every later walk of
+    the tree, is bounded)."""
+    while isinstance(node, _Paren):
+        node = node.expr
+    if isinstance(node, _Run):
+        return _finish_run(node, depth)
     if isinstance(node, tuple):
-        return tuple(_strip_parens(x) for x in node)
+        return tuple(_finish(x, depth) for x in node)
     if not dataclasses.is_dataclass(node) or isinstance(node, ast.Lit | type):
         return node
+    if depth >= MAX_EXPRESSION_DEPTH:
+        raise _too_deep(depth + 1)
     changes = {}
     for f in dataclasses.fields(node):
         value = getattr(node, f.name)
-        new = _strip_parens(value)
+        new = _finish(value, depth + 1)
         if new is not value:
             changes[f.name] = new
     return dataclasses.replace(node, **changes) if changes else node
+
+
+def _finish_run(run: _Run, depth: int) -> Any:
+    """The ast of a run of operators, its root at `depth` (see _SHORT_RUN)."""
+    ops: list[str] = []
+    operands: list[Any] = []
+    node: Any = run
+    while isinstance(node, _Run) and node.level == run.level:
+        ops.append(node.op)
+        operands.append(node.right)
+        node = node.prev
+    operands.append(node)
+    ops.reverse()
+    operands.reverse()
+    n = len(operands)
+    if n <= _SHORT_RUN:
+        if depth + n - 2 >= MAX_EXPRESSION_DEPTH:
+            raise _too_deep(depth + n - 1)
+        tree = _finish(operands[0], depth + n - 1)
+        for i in range(1, n):
+            tree = ast.Binary(ops[i - 1], tree, _finish(operands[i], depth + n - i))
+        return tree
+    if depth >= MAX_EXPRESSION_DEPTH:
+        raise _too_deep(depth + 1)
+    if run.level in _ASSOCIATIVE:
+        return _balanced(run.op, operands, 0, n, depth)
+    return ast.BinaryChain(tuple(ops), tuple(_finish(x, depth + 1) for x in operands))
+
+
+def _balanced(op: str, operands: list[Any], lo: int, hi: int, depth: int) -> Any:
+    """operands[lo:hi] joined by `op` as a balanced tree (the left half the larger), its root
+    at `depth`: log2 of the run's length deep."""
+    if hi - lo == 1:
+        return _finish(operands[lo], depth)
+    if depth >= MAX_EXPRESSION_DEPTH:
+        raise _too_deep(depth + 1)
+    mid = lo + (hi - lo + 1) // 2
+    left = _balanced(op, operands, lo, mid, depth + 1)
+    return ast.Binary(op, left, _balanced(op, operands, mid, hi, depth + 1))
 
 
 @dataclass(frozen=True, slots=True)
@@ -254,7 +337,7 @@ class Lower(Transformer[Token, Any]):
     # ------------------------------------------------------------------ statements
 
     def start(self, c: list[Any]) -> Any:
-        return _strip_parens(c[0])
+        return _finish(c[0], 0)
 
     def query_stmt(self, c: list[Any]) -> ast.Query:
         return ast.Query(c[0])
@@ -533,8 +616,10 @@ class Lower(Transformer[Token, Any]):
 
     # ------------------------------------------------------------------ operators
 
-    def binop(self, c: list[Any]) -> ast.Binary:
-        return ast.Binary(_BINOPS[c[1].type], c[0], c[2])
+    def binop(self, c: list[Any]) -> _Run:
+        op = _BINOPS[c[1].type]
+        level = _LEVELS[op]
+        return _Run(level, c[0], op, c[2])
 
     def compare(self, c: list[Any]) -> ast.Binary:
         return ast.Binary(c[1], c[0], c[2])

@@ -6,7 +6,10 @@ Invariants (see values.py's docstring for the full rules): a known operand of th
 fails(mode) before unknowns are considered; then MISSING in an operand gives MISSING and null
 gives null. Numbers promote int < float < decimal; decimals round to 34 digits (38 for
 division); int division and % truncate toward zero; division by zero and int64 overflow of
-int64 operands fail(mode). Pure functions, no state.
+int64 operands fail(mode). A result beyond core/limits.py's bounds on numbers raises
+ValueOutOfRangeError in every mode, and a product is refused before it is computed, so no
+operation works on numbers of more than about twice MAX_INT_DIGITS digits. Pure functions,
+no state.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import math
 from decimal import Decimal
 from typing import Any
 
+from core.limits import check_number, check_product
 from core.partiql.data import MISSING
 
 # LIKE has a module of its own (a linear matcher whose work a deadline can bound)
@@ -101,7 +105,9 @@ def _float_arith(op: str, a: float, b: float, mode: str) -> Any:
         return a * b
     if b == 0:
         return fail(mode, "division by zero")
-    return a / b if op == "/" else math.fmod(a, b)
+    if op == "/":
+        return a / b
+    return math.nan if math.isinf(a) else math.fmod(a, b)  # IEEE: inf % b is NaN
 
 
 def _decimal_arith(op: str, a: Decimal, b: Decimal, mode: str) -> Any:
@@ -130,12 +136,30 @@ def arithmetic(op: str, a: Any, b: Any, mode: str) -> Any:
         return None if bad is _NULL else bad
     ta, tb = type_name(a), type_name(b)
     if ta == "int" and tb == "int":
-        return _int_arith(op, int(a), int(b), mode)
+        if op == "*":  # refused before the multiplication, not after
+            check_product(int(a), int(b), "the result of *")
+        return _bounded(op, _int_arith(op, int(a), int(b), mode))
     if "decimal" in (ta, tb):
         nonfinite = [v for v in (a, b) if isinstance(v, float) and not math.isfinite(v)]
         if not nonfinite:
-            return _decimal_arith(op, to_decimal(a), to_decimal(b), mode)
-    return _float_arith(op, float(a), float(b), mode)
+            return _bounded(op, _decimal_arith(op, to_decimal(a), to_decimal(b), mode))
+    return _float_arith(op, _as_float(a), _as_float(b), mode)
+
+
+def _bounded(op: str, result: Any) -> Any:
+    """`result`, or ValueOutOfRangeError (in every mode: a bound of Strand's, not a PartiQL
+    type error) for a number beyond core/limits.py's bounds."""
+    check_number(result, f"the result of {op}")
+    return result
+
+
+def _as_float(v: Any) -> float:
+    """float(v); an integer beyond the float range is an infinity (as Java's
+    BigInteger.doubleValue, which QLDB's PartiQL used, makes it)."""
+    try:
+        return float(v)
+    except OverflowError:
+        return math.inf if v > 0 else -math.inf
 
 
 def negate(a: Any, mode: str) -> Any:

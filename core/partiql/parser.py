@@ -12,6 +12,10 @@ Invariants:
 - Keywords are case-insensitive; reserved keywords (PartiQL's list, `_RESERVED`) are never
   identifiers. `"x"` is a case-sensitive identifier, `'x'` a string (`''` escapes a quote).
 - `?` parameters are numbered from 0 in textual order by the lexer.
+- Text with a lone surrogate, a literal beyond core/limits.py's bounds on values (numbers,
+  nesting) and a statement nested deeper than MAX_EXPRESSION_DEPTH are PartiQLSyntaxErrors;
+  a long run of one binary operator is not deep (see lower.py). Ion literals are read by
+  amazon-ion's pure-Python reader, never its C extension (core/iontext.py).
 - Results are cached by text (`functools.lru_cache`); the AST is immutable, so sharing is
   safe. The lark parser is built lazily, once, under a lock, and is then only read.
 """
@@ -27,12 +31,13 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
-from amazon.ion import simpleion
 from lark import Lark, Token
 from lark.exceptions import UnexpectedInput, UnexpectedToken, VisitError
 from lark.lexer import Lexer
 
-from core.errors import PartiQLSyntaxError
+from core.errors import PartiQLSyntaxError, ValueOutOfRangeError
+from core.iontext import IonTextError, load_text
+from core.limits import MAX_EXPRESSION_DEPTH, MAX_INT_DIGITS, check_value, expression_depth_message
 from core.partiql import ast
 from core.partiql.lower import IonText, Lower
 
@@ -67,8 +72,6 @@ _RESERVED_WORDS = """
 _RESERVED = frozenset(_RESERVED_WORDS.split())
 RESERVED = _RESERVED
 
-# Python converts at most this many digits of text to an int (sys.get_int_max_str_digits).
-_MAX_INTEGER_DIGITS = 4300
 
 # Keywords whose token name differs from their spelling (the plain name is a literal class).
 _KEYWORD_TOKEN = {"decimal": "DECIMAL_KW", "integer": "INTEGER_KW", "string": "STRING_KW"}
@@ -149,6 +152,30 @@ def _error(text: str, pos: int, message: str, expected: tuple[str, ...] = ()) ->
     return PartiQLSyntaxError(f"line {line}, column {column}: {message}", line, column, expected)
 
 
+def _check_literal(text: str, pos: int, value: object) -> None:
+    """A literal's value within core/limits.py's bounds, or a PartiQLSyntaxError at it."""
+    try:
+        check_value(value, "the literal")
+    except ValueOutOfRangeError as exc:
+        raise _error(text, pos, str(exc)) from None
+
+
+def _check_text(text: str) -> None:
+    """Statement text is Unicode: a lone surrogate (which no encoding can carry, and which
+    would reach the statement's hash) is a PartiQLSyntaxError at its position."""
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise _error(
+            text,
+            exc.start,
+            f"the statement holds a lone surrogate {text[exc.start]!r}, which is not "
+            "Unicode text: send the character it stands for",
+        ) from None
+
+
 def _scan_ion(text: str, start: int) -> int:
     """The offset just past the backtick closing the Ion literal opened at `start`."""
     i = start + 1
@@ -203,9 +230,13 @@ def _tokenize(text: str) -> Iterator[Token]:
         if kind == "number":
             raw = m.group()
             if raw.isdigit():
-                if len(raw) > _MAX_INTEGER_DIGITS:
+                if len(raw) > MAX_INT_DIGITS:
                     raise _error(
-                        text, pos, f"an integer literal has at most {_MAX_INTEGER_DIGITS} digits"
+                        text,
+                        pos,
+                        f"an integer literal of {len(raw)} digits: Strand's integers have at "
+                        f"most {MAX_INT_DIGITS} digits (MAX_INT_DIGITS); write a decimal with "
+                        "an exponent instead",
                     )
                 ttype, value = "INTEGER", int(raw)
             else:
@@ -214,6 +245,7 @@ def _tokenize(text: str) -> Iterator[Token]:
                     value = Decimal(raw)
                 except InvalidOperation:  # pragma: no cover - the regex admits only numbers
                     raise _error(text, pos, f"malformed number {raw!r}") from None
+                _check_literal(text, pos, value)
         elif kind == "ident":
             word = m.group()
             low = word.lower()
@@ -236,10 +268,11 @@ def _tokenize(text: str) -> Iterator[Token]:
         elif kind == "ion":
             end = _scan_ion(text, pos)
             body = text[pos + 1 : end - 1]
-            try:
-                ion_value = simpleion.loads(body)
-            except Exception as exc:  # amazon.ion raises many kinds of error
+            try:  # user text: never handed to amazon-ion's C extension (core/iontext.py)
+                ion_value = load_text(body)
+            except IonTextError as exc:
                 raise _error(text, pos, f"malformed Ion literal: {exc}") from None
+            _check_literal(text, pos, ion_value)
             ttype, value = "ION", IonText(text[pos:end], ion_value)
         else:
             sym = m.group()
@@ -346,6 +379,7 @@ def _from_unexpected_token(text: str, exc: UnexpectedToken) -> PartiQLSyntaxErro
 
 @functools.lru_cache(maxsize=4096)
 def _parse_cached(text: str) -> ast.Statement:
+    _check_text(text)
     try:
         result = _parser().parse(text)
     except PartiQLSyntaxError:
@@ -358,8 +392,8 @@ def _parse_cached(text: str) -> ast.Statement:
         raise _error(text, 0, f"cannot parse statement: {exc.orig_exc}") from None
     except UnexpectedInput as exc:
         raise _error(text, exc.pos_in_stream or 0, f"cannot parse statement: {exc}") from None
-    except RecursionError:
-        raise _error(text, 0, "statement is nested too deeply") from None
+    except RecursionError:  # pragma: no cover - Lower.start refuses deep nesting first
+        raise _error(text, 0, expression_depth_message(MAX_EXPRESSION_DEPTH + 1)) from None
     if not isinstance(result, ast.Statement):  # pragma: no cover - the grammar's start rule
         raise _error(text, 0, "not a statement")
     return result

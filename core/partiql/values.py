@@ -13,7 +13,8 @@ Rules, decided by the official PartiQL conformance suite (tests/vectors/partiql-
 - Type errors: an operand of the wrong type (a string in `+`, a number in LIKE) is checked
   before unknowns, and `fail(mode, ...)` either raises PartiQLEvaluationError ("error" mode)
   or gives MISSING ("coerce" mode). `=` between values of different types is simply false.
-- Numbers: int, decimal and float compare by exact value (1 = 1.0 = 1e0). Arithmetic
+- Numbers: int, decimal and float compare by exact value (1 = 1.0 = 1e0), as Decimals (in
+  time bounded by their digits, never by their exponents). Arithmetic
   promotes int < float < decimal (a decimal operand makes the result decimal); decimal
   results use 34 significant digits (38 for division), integer division and `%` truncate
   toward zero, division by zero is an error, and int64 overflow of int64 operands is an error.
@@ -37,7 +38,6 @@ import math
 from collections import Counter
 from collections.abc import Hashable, Iterable, Mapping
 from decimal import Decimal
-from fractions import Fraction
 from typing import Any
 
 from amazon.ion.core import IonType
@@ -297,14 +297,21 @@ def make_struct(items: Iterable[tuple[Any, Any]]) -> Any:
 
 
 def _num_key(v: Any) -> Any:
+    """A number's exact value as a Decimal (an int and a float convert exactly), or "nan",
+    "inf", "-inf". Decimals compare and hash by value in time bounded by their digits,
+    whatever their exponents: unlike a Fraction, `Decimal("1E+999999999")` never becomes
+    the integer it denotes."""
     if isinstance(v, float):
         if math.isnan(v):
             return "nan"
         if math.isinf(v):
             return "inf" if v > 0 else "-inf"
-    if isinstance(v, Decimal) and not v.is_finite():
-        return "nan" if v.is_nan() else ("inf" if v > 0 else "-inf")
-    return Fraction(v)
+        return Decimal(v)
+    if isinstance(v, Decimal):
+        if not v.is_finite():
+            return "nan" if v.is_nan() else ("inf" if v > 0 else "-inf")
+        return v
+    return Decimal(int(v))
 
 
 def _key(v: Any) -> Hashable:
@@ -373,11 +380,13 @@ def _category(t: str) -> str:
 
 
 def _cmp_num(a: Any, b: Any) -> int | None:
+    if type(a) is int and type(b) is int:
+        return (a > b) - (a < b)
     ka, kb = _num_key(a), _num_key(b)
     if ka == "nan" or kb == "nan":
         return None
-    fa = ka if isinstance(ka, Fraction) else (math.inf if ka == "inf" else -math.inf)
-    fb = kb if isinstance(kb, Fraction) else (math.inf if kb == "inf" else -math.inf)
+    fa = ka if isinstance(ka, Decimal) else (math.inf if ka == "inf" else -math.inf)
+    fb = kb if isinstance(kb, Decimal) else (math.inf if kb == "inf" else -math.inf)
     return (fa > fb) - (fa < fb)
 
 

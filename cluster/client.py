@@ -127,9 +127,9 @@ class LedgerCluster:
             if address:
                 ray.init(address=address, namespace=NAMESPACE, logging_level=logging.WARNING)
             else:
-                # Ray's own processes: token authentication (the default since Ray 2.59,
-                # asked for explicitly) and this machine's loopback address.
-                os.environ.setdefault("RAY_AUTH_MODE", "token")
+                # Token authentication is on by default for a local Ray since 2.59 (setting
+                # RAY_AUTH_MODE here would come after Ray read it at import); the loopback
+                # address is ours to choose.
                 ray.init(
                     _node_ip_address="127.0.0.1",
                     namespace=NAMESPACE,

@@ -26,7 +26,7 @@ from typing import Any
 import cloudpickle
 import msgpack
 
-from core import codec
+from core import codec, limits
 from core.errors import InvalidArgumentError, StrandError
 
 FUNCTION, STATEMENTS, STATEMENT = "fn", "sql", "sql1"
@@ -41,19 +41,36 @@ def encode_function(fn: Callable[..., Any]) -> bytes:
 
 
 def _pack_params(params: Sequence[Any]) -> bytes:
+    for position, param in enumerate(params, 1):  # the ledger's own bounds, before sending
+        limits.check_value(param, f"parameter {position}")
     try:
         return codec.pack(list(params))
     except (TypeError, ValueError) as exc:
         raise InvalidArgumentError(f"a parameter is not an Ion value: {exc}") from exc
 
 
+def _check_text(text: str) -> str:
+    """Statement text that cannot travel (a lone surrogate) fails here as it would in the
+    ledger: a PartiQLSyntaxError at the offending character."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            from core.partiql.parser import parse
+
+            parse(text)  # raises the PartiQLSyntaxError that names the position
+            raise
+    return text
+
+
 def encode_statements(statements: Sequence[tuple[str, Sequence[Any]]]) -> bytes:
-    body = [[text, _pack_params(params)] for text, params in statements]
+    body = [[_check_text(text), _pack_params(params)] for text, params in statements]
     return msgpack.packb([STATEMENTS, body], use_bin_type=True)  # type: ignore[no-any-return]
 
 
 def encode_statement(text: str, params: Sequence[Any]) -> bytes:
-    return msgpack.packb([STATEMENT, text, _pack_params(params)], use_bin_type=True)  # type: ignore[no-any-return]
+    packed = [STATEMENT, _check_text(text), _pack_params(params)]
+    return msgpack.packb(packed, use_bin_type=True)  # type: ignore[no-any-return]
 
 
 def decode_payload(data: bytes) -> tuple[str, Any]:

@@ -7,6 +7,7 @@ module; each test leaves it with all three nodes up. Real Ray, real LevelDB, rea
 
 from __future__ import annotations
 
+import decimal
 import io
 import os
 import signal
@@ -26,6 +27,8 @@ from cluster.client import LedgerCluster
 from core import shell, verification
 from core.errors import (
     InvalidArgumentError,
+    LimitExceededError,
+    PartiQLSyntaxError,
     StrandError,
     TableNotFoundError,
     TransactionCrashedError,
@@ -207,6 +210,40 @@ def test_errors_reach_the_client_typed_and_change_nothing(cluster: LedgerCluster
     with pytest.raises(InvalidArgumentError, match="cannot be sent back"):
         cluster.execute_lambda(lambda tx: (tx.insert("Scratch", {"n": 2}), threading.Lock())[1])
     assert cluster.get_digest()["digest"] == before["digest"]
+
+
+def test_hostile_input_gets_typed_errors_while_others_commit(cluster: LedgerCluster) -> None:
+    """Malformed PartiQL, huge numbers, deep nesting, oversized documents and statements, a
+    lone surrogate, a statement that would run for minutes: each gets a typed StrandError
+    and writes nothing, while four other clients keep committing transfers."""
+    deep: dict[str, object] = {}
+    inner = deep
+    for _ in range(1000):
+        inner["a"] = {}
+        inner = inner["a"]  # type: ignore[assignment]
+    hostile: list[tuple[str, tuple[object, ...], type[StrandError]]] = [
+        ("SELEC * FROM Accounts", (), PartiQLSyntaxError),
+        ("SELECT * FROM Accounts WHERE owner = '\ud800'", (), PartiQLSyntaxError),
+        ("INSERT INTO Scratch ?", ({"n": decimal.Decimal("1E+999999999")},), LimitExceededError),
+        ("INSERT INTO Scratch ?", ({"n": 10**5000},), LimitExceededError),
+        ("SELECT ? * ? FROM Accounts", (10**4000, 10**4000), LimitExceededError),
+        ("INSERT INTO Scratch ?", (deep,), LimitExceededError),
+        ("INSERT INTO Scratch ?", ({"pad": "x" * 200_000},), LimitExceededError),
+        ("SELECT * FROM Accounts WHERE " + " AND ".join(["(1 = 1)"] * 60_000), (),
+         LimitExceededError),
+        ("SELECT COUNT(*) FROM Accounts a, Accounts b, Accounts c, Accounts d, Accounts e", (),
+         TransactionExpiredError),
+    ]  # fmt: skip
+    before = cluster.execute_statement("SELECT COUNT(*) AS n FROM Scratch")[0]["n"]
+    thread, result = run_in_background(cluster, threads=4, count=60, seed=11)
+    for statement, parameters, error in hostile:
+        with pytest.raises(error):
+            cluster.execute_statement(statement, *parameters)
+    thread.join(120)
+    assert not thread.is_alive()
+    assert_all_answered(result, 4 * 60)
+    check_journal(cluster, result)
+    assert cluster.execute_statement("SELECT COUNT(*) AS n FROM Scratch")[0]["n"] == before
 
 
 def test_stale_reads_from_a_follower_say_what_they_reflect(cluster: LedgerCluster) -> None:

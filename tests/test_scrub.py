@@ -141,9 +141,7 @@ def test_any_flipped_bit_in_any_stored_entry_is_reported(
     which: int, position: int, bit: int
 ) -> None:
     ledger, storage = _ledger(6)
-    entries = [
-        (k, v) for k, v in storage.scan(b"\x00", b"\xff") if k[:1] not in (b"M", b"X") and v
-    ]
+    entries = [(k, v) for k, v in storage.scan(b"\x00", b"\xff") if k[:1] not in (b"M", b"X") and v]
     key, value = entries[which % len(entries)]
     damaged = bytearray(value)
     damaged[position % len(damaged)] ^= 1 << bit

@@ -38,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import contextlib
 import functools
 import logging
 import os
@@ -152,21 +153,44 @@ class NodeHost:
         self._peers_client: Any = None  # a LedgerCluster handle, to fetch blocks from peers
         self._stopped = threading.Event()
         self._started = threading.Event()
+        self._start_error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"strand-node-{name}", daemon=True)
         self._thread.start()
-        if not self._started.wait(30):
-            raise StrandError(f"node {name} did not start its loop")
+        if not self._started.wait(30) or self._start_error is not None:
+            # e.g. a port still held by the process this one replaces: leave nothing behind
+            # (the LevelDB lock above all), so that the next attempt can open
+            self._abandon_start()
+            raise StrandError(f"node {name} did not start: {self._start_error!r}")
         self.scrubber.start()
 
     # ----------------------------------------------------------------- the loop
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
         self.loop.set_exception_handler(self._loop_failed)
-        self.loop.run_until_complete(self.transport.start())
-        self.loop.run_until_complete(self.clients.start())
+        try:
+            self.loop.run_until_complete(self.transport.start())
+            self.loop.run_until_complete(self.clients.start())
+        except BaseException as exc:  # noqa: BLE001 - reported by __init__
+            self._start_error = exc
+            self._started.set()
+            return
         self.loop.call_soon(self._tick)
         self._started.set()
         self.loop.run_forever()
+
+    def _abandon_start(self) -> None:
+        self._stopped.set()
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(10)
+        if not self.loop.is_running():
+            with contextlib.suppress(Exception):
+                self.loop.run_until_complete(self.clients.close())
+                self.loop.run_until_complete(self.transport.close())
+            self.loop.close()
+        self._readers.shutdown(wait=False)
+        self._writer.shutdown(wait=False)
+        self.storage.close()
 
     def _loop_failed(self, loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
         """An exception escaped a callback on the loop: the replica's state is unknown."""

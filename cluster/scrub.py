@@ -4,7 +4,9 @@ All checking and mending is core's (core/scrub.py); this module decides when it 
 fetches what only a peer has. On a thread of its own, `Scrubber` runs a pass soon after the
 node starts, then `interval_ms` after each pass ends, or at once when asked (`request`, e.g.
 after a read met a corrupt entry). A pass reads in steps of `step_blocks`, yielding between
-steps, so it never holds up the node's loop for long.
+steps, so it never holds up the node's loop for long; a routine pass also sleeps between
+steps so that it takes at most `paced_share` (10%) of a core, while one that was asked for
+runs at full speed.
 
 When a pass finds damage the node:
 1. reports itself "damaged" (status `health`, with the findings) and gives up leadership:
@@ -52,6 +54,7 @@ class Scrubber:
         set_promotable: Callable[[bool], None],
         first_delay_ms: int = 1000,
         step_blocks: int = 1024,
+        paced_share: float = 0.1,
     ) -> None:
         self.engine = engine
         self.interval_ms = interval_ms
@@ -59,6 +62,8 @@ class Scrubber:
         self.run_on_loop = run_on_loop
         self.set_promotable = set_promotable
         self.step_blocks = step_blocks
+        self.paced_share = paced_share
+        self._paced = False
         self.health = "ok"
         self.findings: list[str] = []  # the last pass's, as text (status)
         self.stats = {"passes": 0, "findings_total": 0, "blocks_repaired": 0, "entries_mended": 0}
@@ -92,8 +97,9 @@ class Scrubber:
     def _run(self) -> None:
         wait_ms: int | None = self._first_delay_ms if self.interval_ms else None
         while not self._stop.is_set():
-            self._wake.wait(None if wait_ms is None else wait_ms / 1000)
+            requested = self._wake.wait(None if wait_ms is None else wait_ms / 1000)
             self._wake.clear()
+            self._paced = not requested and self.health == "ok"
             if self._stop.is_set():
                 return
             with self._passes:
@@ -110,10 +116,16 @@ class Scrubber:
             wait_ms = self.interval_ms or None
 
     def _check(self) -> list[scrub.Finding]:
+        """One check of everything. A routine pass takes at most `paced_share` of a core
+        (it sleeps between steps); one that was asked for, or that follows damage, runs
+        at full speed (still yielding the GIL between steps)."""
         check = scrub.Scrub(self.engine)
         while not check.blocks_done and not self._stop.is_set():
+            started = time.perf_counter()
             check.step(self.step_blocks)
-            time.sleep(0.001)  # let the loop's thread have the GIL between steps
+            busy_s = time.perf_counter() - started
+            pause_s = busy_s * (1 / self.paced_share - 1) if self._paced else 0.0
+            self._stop.wait(max(0.001, pause_s))
         return check.finish()
 
     def _pass(self) -> None:

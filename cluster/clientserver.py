@@ -42,6 +42,7 @@ from cluster.transport import (
     HandshakeGate,
     SourceLimitedLog,
     read_frame,
+    within,
 )
 
 log = logging.getLogger("strand.clients")
@@ -128,11 +129,9 @@ class ClientServer:
             sock = writer.get_extra_info("socket")
             if sock is not None:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            try:
-                async with asyncio.timeout(self._handshake_timeout_s):
-                    sealer, opener = await self._handshake(reader, writer)
-            except (OSError, asyncio.IncompleteReadError) as exc:  # TimeoutError: OSError
-                raise AuthError(f"handshake not completed ({exc!r})") from exc
+            sealer, opener = await within(
+                self._handshake_timeout_s, self._handshake(reader, writer)
+            )
             self._gate.release(source)
             in_handshake = False
             self._ids += 1

@@ -94,9 +94,9 @@ import random
 import socket
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import msgpack
 
@@ -174,6 +174,19 @@ class TransportStats:
 
 
 # --- sans-I/O: frames and the handshake -------------------------------------------------
+
+
+T = TypeVar("T")
+
+
+async def within(timeout_s: float, handshake: Awaitable[T]) -> T:
+    """A handshake's result, or AuthError if it does not finish within `timeout_s` (or the
+    connection breaks first)."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            return await handshake
+    except (OSError, asyncio.IncompleteReadError) as exc:  # TimeoutError is an OSError
+        raise AuthError(f"handshake not completed ({exc!r})") from exc
 
 
 def hmac_sha256(key: bytes, data: bytes) -> bytes:
@@ -640,14 +653,13 @@ class Transport:
             peer: str | None = None
             try:
                 _set_nodelay(writer)
-                try:
-                    async with asyncio.timeout(self._handshake_timeout_s):
-                        peer, opener = await self._accept_handshake(reader, writer)
-                except (OSError, asyncio.IncompleteReadError) as exc:  # TimeoutError: OSError
-                    raise AuthError(f"handshake not completed ({exc!r})") from exc
+                name, opener = await within(
+                    self._handshake_timeout_s, self._accept_handshake(reader, writer)
+                )
+                peer = name
                 self._gate.release(source)
                 in_handshake = False
-                await self._receive(peer, opener, reader, connection)
+                await self._receive(name, opener, reader, connection)
             except AuthError as exc:
                 self.stats.auth_failures += 1
                 self._warn_auth(

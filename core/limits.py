@@ -190,14 +190,10 @@ def _is_container(value: object) -> bool:
 
 def _check_scalar(value: object, where: str) -> None:
     """The checks of one non-container value of any type (the slow path)."""
-    if isinstance(value, bool):
-        return
-    if isinstance(value, int):
-        check_int(value, where)
-    elif isinstance(value, Decimal):
-        check_decimal(value, where)
-    elif isinstance(value, datetime.datetime):
+    if isinstance(value, datetime.datetime):
         _check_fraction(value, where)
+    else:
+        check_number(value, where)
 
 
 def check_value(value: object, where: str = "") -> None:

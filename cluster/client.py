@@ -232,6 +232,9 @@ class LedgerCluster:
 
     # ----------------------------------------------------------------- calls
     def _address(self, node: str) -> tuple[str, int]:
+        override = self.config.client_link(node)  # e.g. a proxy in between
+        if override is not None:
+            return override
         advertised = self._advertised.get(node)
         if advertised is not None:
             return advertised

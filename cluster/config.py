@@ -37,6 +37,10 @@ Schema (top level; unknown keys are rejected at every level):
                             { host = "...", port = ... }: the address src dials to reach
                             dst (e.g. a toxiproxy listener). Links not listed go straight
                             to dst's own host and port.
+    [client_links]          optional overrides, "node" = "host:port" or { host, port }: the
+                            address clients dial to reach that node's client port (e.g. a
+                            toxiproxy listener); otherwise the node's host and its client
+                            port (or what the node advertised in its status).
 
 The resulting `ClusterConfig.links` holds one `LinkConfig` for every directed pair of
 distinct nodes, in node order.
@@ -77,6 +81,7 @@ _TOP_LEVEL_KEYS = frozenset(
         "client_port_base",
         "nodes",
         "links",
+        "client_links",
     }
 )
 _NODE_KEYS = frozenset({"name", "az", "host", "port", "data_dir"})
@@ -120,6 +125,7 @@ class ClusterConfig:
     client_port_base: int | None = None
     transaction_timeout_ms: int = DEFAULT_TRANSACTION_TIMEOUT_MS
     scrub_interval_ms: int = DEFAULT_SCRUB_INTERVAL_MS
+    client_links: tuple[tuple[str, str, int], ...] = ()  # (node, host, port) overrides
 
     @property
     def election_timeout_ms(self) -> int:
@@ -150,6 +156,14 @@ class ClusterConfig:
         """Every other node's name -> the address `src` dials (a `Transport`'s `peers`)."""
         self.node(src)
         return {link.dst: (link.host, link.port) for link in self.links if link.src == src}
+
+    def client_link(self, name: str) -> tuple[str, int] | None:
+        """The address clients dial to reach node `name`, if the config overrides it."""
+        self.node(name)
+        for node, host, port in self.client_links:
+            if node == name:
+                return (host, port)
+        return None
 
     def client_port(self, name: str) -> int | None:
         """The port node `name` serves clients on, or None without `client_port_base`."""
@@ -191,6 +205,7 @@ def parse_config(data: Mapping[str, Any], base_dir: str | os.PathLike[str]) -> C
         secret=_parse_secret(data),
         nodes=nodes,
         links=_parse_links(data.get("links", {}), nodes),
+        client_links=_parse_client_links(data.get("client_links", {}), nodes),
         tick_ms=tick_ms,
         election_ticks=election_ticks,
         heartbeat_ticks=heartbeat_ticks,
@@ -339,6 +354,20 @@ def _parse_links(value: object, nodes: tuple[NodeConfig, ...]) -> tuple[LinkConf
                 host, port = overrides.get((src.name, dst.name), (dst.host, dst.port))
                 links.append(LinkConfig(src=src.name, dst=dst.name, host=host, port=port))
     return tuple(links)
+
+
+def _parse_client_links(
+    value: object, nodes: tuple[NodeConfig, ...]
+) -> tuple[tuple[str, str, int], ...]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"client_links: must be a table of node = address, got {value!r}")
+    names = [node.name for node in nodes]
+    out = []
+    for name, address in value.items():
+        if name not in names:
+            raise ConfigError(f"client_links.{name}: unknown node {name!r}")
+        out.append((name, *_parse_address(address, f"client_links.{name}")))
+    return tuple(sorted(out, key=lambda link: names.index(link[0])))
 
 
 def _parse_address(value: object, where: str) -> tuple[str, int]:

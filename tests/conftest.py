@@ -77,3 +77,28 @@ def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0, what: str =
             return
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def private_cluster_config(root: Path, name: str, port_shift: int, **extra: int) -> Path:
+    """configs/test-3az.toml as a cluster of its own: cluster name `name`, every port moved
+    by `port_shift` (a multiple of 10), each node's LevelDB in `root/<node>/db`, `extra`
+    top-level settings added; written to `root/<name>.toml`, whose path is returned. Modules
+    that start their own cluster use it: no two clusters share a name, port or directory."""
+    text = (Path(__file__).resolve().parent.parent / "configs" / "test-3az.toml").read_text()
+    replacements = [
+        ('"strand-test"', f'"{name}"'),
+        (
+            "transaction_timeout_ms",
+            "".join(f"{key} = {value}\n" for key, value in extra.items())
+            + "transaction_timeout_ms",
+        ),
+    ]
+    for port in ("4711", "4721"):  # node ports 4711x, client ports 4721x
+        replacements.append((f"= {port}", f"= {int(port) + port_shift // 10}"))
+    replacements += [(f'"data/test-cluster/{n}"', f'"{root}/{n}/db"') for n in "abc"]
+    for old, new in replacements:
+        assert old in text, old
+        text = text.replace(old, new)
+    path = root / f"{name}.toml"
+    path.write_text(text)
+    return path

@@ -86,6 +86,17 @@ def test_absolute_data_dir_is_kept() -> None:
     assert parse(data).node("a").data_dir == "/srv/strand/a"
 
 
+def test_client_link_overrides() -> None:
+    data = valid()
+    data["client_links"] = {"b": "127.0.0.1:7002", "a": {"host": "proxy.local", "port": 7001}}
+    config = parse(data)
+    assert config.client_link("a") == ("proxy.local", 7001)
+    assert config.client_link("b") == ("127.0.0.1", 7002)
+    assert config.client_link("c") is None
+    with pytest.raises(KeyError):
+        config.client_link("z")
+
+
 def test_link_overrides() -> None:
     data = valid()
     data["links"] = {"a->b": "127.0.0.1:6001", "c->a": {"host": "proxy.local", "port": 6002}}
@@ -195,6 +206,8 @@ BAD_FIELDS = [
     ("node_port_dup", _duplicate("port", 5001), "nodes[2].port: 5001 on 127.0.0.1 is already"),
     ("node_data_dir_dup", _duplicate("data_dir", "d/./a"), "nodes[2].data_dir: /base/d/a is"),
     ("links_not_table", _set("links", ["a->b"]), "links: must be a table"),
+    ("client_links_not_table", _set("client_links", ["a"]), "client_links: must be a table"),
+    ("client_link_unknown", _set("client_links", {"d": "h:1"}), "client_links.d: unknown node"),
     ("link_unknown_node", _set("links", {"a->d": "h:1"}), "links.a->d: unknown node 'd'"),
     ("link_unknown_src", _set("links", {"x->a": "h:1"}), "links.x->a: unknown node 'x'"),
     ("link_self", _set("links", {"a->a": "h:1"}), "links.a->a: a link joins two distinct"),

@@ -24,7 +24,7 @@ from cluster.config import load_config
 from core import keys
 from core.catalog import REDACTION_TABLE_ID, SYSTEM_TABLE_ID
 from core.storage import LevelDBStorage
-from tests.conftest import wait_for
+from tests.conftest import private_cluster_config, wait_for
 from tests.test_cluster import ACCOUNTS, check_journal, converged, run_in_background
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -41,17 +41,8 @@ def _mount_tmpfs(path: Path) -> None:
 @pytest.fixture(scope="module")
 def cluster(ray_runtime: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LedgerCluster]:
     root = tmp_path_factory.mktemp("faults")
-    text = (ROOT / "configs" / "test-3az.toml").read_text()
-    for old, new in [
-        ('"strand-test"', '"strand-faults"'),
-        ("= 4721", "= 4751"),
-        ("= 4711", "= 4741"),
-        ("transaction_timeout_ms", "scrub_interval_ms = 1500\ntransaction_timeout_ms"),
-    ] + [(f'"data/test-cluster/{n}"', f'"{root}/{n}/db"') for n in "abc"]:
-        assert old in text, old
-        text = text.replace(old, new)  # a name, ports and disks of its own
-    (root / "faults.toml").write_text(text)
-    config = load_config(root / "faults.toml")
+    path = private_cluster_config(root, "strand-faults", 300, scrub_interval_ms=1500)
+    config = load_config(path)
     mounts = [root / name for name in config.node_names]
     for mount in mounts:
         _mount_tmpfs(mount)
@@ -181,7 +172,7 @@ def test_a_node_corrupt_at_open_is_reported_and_rebuilt_from_its_peers(
     wait_for(lambda: _status(cluster, victim)["role"] == "failed", what="the node to fail")
     assert "Corrupt" in str(_status(cluster, victim)["error"])
     thread, result = run_in_background(cluster, threads=4, count=300, seed=43)
-    config_file = _data_dir(cluster, "a").parent.parent / "faults.toml"
+    config_file = _data_dir(cluster, "a").parent.parent / "strand-faults.toml"
     out = subprocess.run(
         [sys.executable, "-m", "cluster.cli", "--config", str(config_file), "status"],
         capture_output=True, text=True, timeout=60, cwd=ROOT, check=True,

@@ -442,7 +442,9 @@ class RaftNode:
                     self._progress[peer].active = False
         if self._heartbeat_elapsed >= self.config.heartbeat_ticks:
             self._heartbeat_elapsed = 0
-            self._broadcast_append(heartbeat=True)
+            # A read round whose messages or acks were lost would wait for ever: heartbeats
+            # carry the newest round while any waits (an ack confirms every earlier round).
+            self._broadcast_append(heartbeat=True, read_ctx=self._read_ctx if self._reads else 0)
 
     # ----------------------------------------------------------------- terms
     def _higher_term(self, m: Message) -> bool:

@@ -241,6 +241,21 @@ def test_read_index_waits_for_a_majority() -> None:
     assert all(r.index == net.nodes["a"].commit for r in net.reads["a"])
 
 
+def test_a_read_round_whose_messages_were_lost_completes_at_the_next_heartbeat() -> None:
+    """Found by the reset-peer chaos experiment: the round's acks were lost, and nothing
+    asked again, so every read and read-only transaction waited for ever."""
+    net = Net()
+    net.elect("a")
+    net.isolate("a")
+    assert net.nodes["a"].read_index(7)
+    net.drain("a")
+    net.deliver()  # the round's messages are lost
+    net.heal()
+    assert net.reads["a"] == []
+    net.tick("a", CONFIG.heartbeat_ticks)  # no new read is asked for
+    assert [r.request_id for r in net.reads["a"]] == [7]
+
+
 def test_the_accept_hook_refuses_entries() -> None:
     refused: list[int] = []
 

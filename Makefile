@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo demo-embedded test lint bench bench-cluster bench-partiql clean
+.PHONY: demo demo-embedded test lint chaos bench bench-cluster bench-failover bench-partiql clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,14 @@ bench: $(STAMP)
 
 bench-cluster: $(BENCH_STAMP)
 	$(PY) benchmarks/cluster.py
+
+# Every shipped chaos experiment at full length, each on a fresh cluster (reports in out/chaos).
+chaos: $(STAMP)
+	@set -e; for f in configs/chaos/*.toml; do \
+		$(PY) -m chaos run $$f --out out/chaos/$$(basename $$f .toml); done
+
+bench-failover: $(STAMP)
+	$(PY) benchmarks/failover.py --trials 10
 
 bench-partiql: $(STAMP)
 	$(PY) benchmarks/partiql.py

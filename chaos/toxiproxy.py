@@ -137,14 +137,40 @@ class ProxiedNetwork:
             if (src in inside) != (dst in inside):
                 self.cut(src, dst)
 
+    def restore(self, src: str, dst: str) -> None:
+        self.proxies[_name(src, dst)].enable()
+
+    def peer_links(self) -> list[tuple[str, str]]:
+        return self._peer_links()
+
+    def toxic(
+        self,
+        kind: str,
+        attributes: dict[str, int],
+        links: Iterable[tuple[str, str]] | None = None,
+        *,
+        toxicity: float = 1.0,
+        name: str | None = None,
+    ) -> list[tuple[str, str]]:
+        """Add a toxic (toxiproxy's `latency`, `bandwidth`, `slow_close`, `reset_peer`,
+        `timeout`, ...) to the data the links carry (all peer links by default); returns
+        the links, for `remove_toxic`."""
+        chosen = self._peer_links() if links is None else list(links)
+        for src, dst in chosen:
+            self.proxies[_name(src, dst)].add_toxic(
+                type=kind, stream="upstream", name=name or kind, toxicity=toxicity,
+                attributes=attributes,
+            )  # fmt: skip
+        return chosen
+
+    def remove_toxic(self, links: Iterable[tuple[str, str]], name: str) -> None:
+        for src, dst in links:
+            self.proxies[_name(src, dst)].destroy_toxic(name)
+
     def latency(
         self, latency_ms: int, jitter_ms: int = 0, links: Iterable[tuple[str, str]] | None = None
     ) -> None:
-        for src, dst in self._peer_links() if links is None else links:
-            self.proxies[_name(src, dst)].add_toxic(
-                type="latency", stream="upstream", name="latency",
-                attributes={"latency": latency_ms, "jitter": jitter_ms},
-            )  # fmt: skip
+        self.toxic("latency", {"latency": latency_ms, "jitter": jitter_ms}, links)
 
     def heal(self) -> None:
         self.server.client.reset()

@@ -159,11 +159,17 @@ class LedgerCluster:
         from cluster.node import StorageNode
 
         az = self.config.node(name).az
+        options: dict[str, Any] = {}
+        if os.environ.get("STRAND_TEST_BREAK"):  # a deliberately broken build (chaos/broken.py)
+            options["runtime_env"] = {
+                "env_vars": {"STRAND_TEST_BREAK": os.environ["STRAND_TEST_BREAK"]}
+            }
         handle = StorageNode.options(  # type: ignore[attr-defined]
             name=self._name(name),
             namespace=NAMESPACE,
             resources={az: NODE_RESOURCE},
             lifetime=self._lifetime,
+            **options,
         ).remote(self.config, name)
         self._handles[name] = handle
         return handle

@@ -73,13 +73,22 @@ from core.storage import (
 from core.wire import WireError
 
 log = logging.getLogger("strand.node")
+if os.environ.get("STRAND_TEST_BREAK"):  # a deliberately broken build (chaos/broken.py)
+    from chaos import broken
+
+    broken.apply(os.environ["STRAND_TEST_BREAK"])
 FATAL_EXIT_STATUS = 70  # EX_SOFTWARE: Ray sees a dead worker and restarts the actor
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 ROOT = Path(__file__).resolve().parent.parent
 
 
+_clock_offset_ms = 0  # moved by chaos experiments (StorageNode.set_clock_offset_ms)
+
+
 def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    """The node's wall clock: the host's, plus an offset a clock-skew experiment sets (one
+    node per process, so one offset per node)."""
+    return time.time_ns() // 1_000_000 + _clock_offset_ms
 
 
 def exit_process(reason: str) -> None:
@@ -614,6 +623,12 @@ class StorageNode:
             self._open()
         if self.host is None:
             raise UnavailableError(f"node {self.name} did not open after the rebuild: {self.error}")
+
+    def set_clock_offset_ms(self, offset_ms: int) -> None:
+        """Skew this node's clock (chaos experiments): Raft ticks stay on the host's clock,
+        what the node stamps and times by (block times, transaction deadlines) moves."""
+        global _clock_offset_ms
+        _clock_offset_ms = int(offset_ms)
 
     def forget_progress(self, peer: str) -> None:
         """`peer` was rebuilt on empty storage: if this node leads, it probes it afresh."""

@@ -250,10 +250,11 @@ class RaftNode:
             self._tick_leader()
             return
         self._election_elapsed += 1
-        if self._election_elapsed >= self._timeout:
+        # A node that may not lead keeps counting: its leader lease must still run out, or
+        # it would refuse every pre-vote and, with one node down, no election could succeed.
+        if self._election_elapsed >= self._timeout and self.promotable:
             self._election_elapsed = 0
-            if self.promotable:
-                self._campaign(pre_vote=self.config.pre_vote)
+            self._campaign(pre_vote=self.config.pre_vote)
 
     def forget_progress(self, peer: str) -> None:
         """The leader learns that `peer` lost its log (its storage was replaced by an empty

@@ -106,7 +106,7 @@ def run_micro_ops(tx: Transaction, ops: list[tuple[str, str, Any]]) -> list[Any]
     return out
 
 
-def _create_keyed(tx: Transaction, table: str, keys: list[str], field_name: str) -> None:
+def _create_keyed(tx: Transaction, table: str) -> None:
     tx.create_table(table)
     tx.create_index(table, "key")
 
@@ -126,7 +126,7 @@ def prepare(cluster: LedgerCluster, kind: str, size: int) -> None:
         open_accounts(cluster, size)
         return
     table, field_name = (REGISTERS, "value") if kind == "register" else (LISTS, "items")
-    cluster.execute_lambda(partial(_create_keyed, table=table, keys=[], field_name=field_name))
+    cluster.execute_lambda(partial(_create_keyed, table=table))
     keys = keys_of(size)
     for first in range(0, size, 40):
         chunk = keys[first : first + 40]

@@ -21,6 +21,7 @@ started (cluster, toxiproxy server, mounts) is stopped or undone, whatever happe
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import random
 import shutil
 import subprocess
@@ -62,8 +63,6 @@ class Run:
         self._stop = threading.Event()
 
     def _relocate(self, config: ClusterConfig, data: Path) -> ClusterConfig:
-        import dataclasses
-
         if data.exists():
             shutil.rmtree(data)
         disks = any(f.kind == "disk-full" for f in self.experiment.faults)

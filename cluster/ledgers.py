@@ -17,16 +17,27 @@ Invariants: a ledger's name is unique in its set and matches QLDB's rule (1..32 
 letters, digits and hyphens, not all digits, no double hyphen, not starting or ending with a
 hyphen); a ledger with deletion protection on is never deleted; a deleted ledger's data is
 gone and its name may be used again; metadata survives a restart of the server.
+`EmbeddedLedgers` keeps its metadata in `root/ledgers.json`, replaced atomically on every
+change (see the class for crash safety). The `check_*` functions are the model's input rules,
+shared by both implementations and the gateway.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
+import json
+import os
 import re
+import shutil
+import threading
+import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
-from core.errors import StrandError
+from core.errors import CorruptLedgerError, LedgerClosedError, StrandError
+from core.ledger import Ledger
 
 LEDGER_NAME = re.compile(r"(?!^.*--)(?!^[0-9]+$)(?!^-)(?!.*-$)^[A-Za-z0-9-]{1,32}$")
 PERMISSIONS_MODES = ("ALLOW_ALL", "STANDARD")
@@ -51,6 +62,10 @@ class DeletionProtectedError(StrandError):
 
 class InvalidLedgerParameterError(StrandError):
     """A bad name, permissions mode or tag (QLDB: InvalidParameterException, 400)."""
+
+
+class LedgerLimitError(StrandError):
+    """The server holds as many ledgers as it may (QLDB: LimitExceededException, 400)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,3 +128,367 @@ class LedgerSet(Protocol):
     def close(self) -> None:
         """Close every open handle (the data stays)."""
         ...
+
+
+# ------------------------------------------------------------------ validation (shared)
+TAG_KEY_MAX_CHARS = 128
+TAG_VALUE_MAX_CHARS = 256
+MAX_TAGS_PER_REQUEST = 200  # the model's Tags map and TagKeyList
+MAX_TAGS_PER_LEDGER = 50  # AWS's tagging quota per resource
+KMS_KEY_MAX_CHARS = 1600
+AWS_OWNED_KMS_KEY = "AWS_OWNED_KMS_KEY"
+DEFAULT_MAX_LEDGERS = 1000
+
+
+def check_name(name: object) -> str:
+    """`name` if it is a valid ledger name, else InvalidLedgerParameterError."""
+    if not isinstance(name, str) or not LEDGER_NAME.match(name):
+        raise InvalidLedgerParameterError(
+            f"invalid ledger name {name!r}: 1 to 32 letters, digits and hyphens, not all "
+            "digits, no double hyphen, not starting or ending with a hyphen"
+        )
+    return name
+
+
+def check_permissions_mode(mode: object) -> str:
+    if mode not in PERMISSIONS_MODES:
+        raise InvalidLedgerParameterError(
+            f"invalid permissions mode {mode!r}: one of {', '.join(PERMISSIONS_MODES)}"
+        )
+    assert isinstance(mode, str)
+    return mode
+
+
+def check_kms_key(key: object) -> str | None:
+    """None for AWS's own key (None or "AWS_OWNED_KMS_KEY"), else the key as given."""
+    if key is None or key == AWS_OWNED_KMS_KEY:
+        return None
+    if not isinstance(key, str) or not key or len(key) > KMS_KEY_MAX_CHARS:
+        raise InvalidLedgerParameterError(
+            f"invalid KMS key: a string of 1 to {KMS_KEY_MAX_CHARS} characters"
+        )
+    return key
+
+
+def check_tag_key(key: object) -> str:
+    if not isinstance(key, str) or not 1 <= len(key) <= TAG_KEY_MAX_CHARS:
+        raise InvalidLedgerParameterError(
+            f"invalid tag key {key!r}: a string of 1 to {TAG_KEY_MAX_CHARS} characters"
+        )
+    if key.lower().startswith("aws:"):
+        raise InvalidLedgerParameterError(f"tag key {key!r}: the prefix 'aws:' is reserved")
+    return key
+
+
+def check_tags(tags: object) -> dict[str, str]:
+    """A copy of `tags` if every key and value is valid and there are not too many."""
+    if not isinstance(tags, dict):
+        raise InvalidLedgerParameterError("tags must be a map of strings to strings")
+    if len(tags) > MAX_TAGS_PER_REQUEST:
+        raise InvalidLedgerParameterError(
+            f"{len(tags)} tags in one request; at most {MAX_TAGS_PER_REQUEST}"
+        )
+    for key, value in tags.items():
+        check_tag_key(key)
+        if not isinstance(value, str) or len(value) > TAG_VALUE_MAX_CHARS:
+            raise InvalidLedgerParameterError(
+                f"invalid value for tag {key!r}: a string of at most "
+                f"{TAG_VALUE_MAX_CHARS} characters"
+            )
+    return dict(tags)
+
+
+def _merged_tags(old: dict[str, str], new: dict[str, str]) -> dict[str, str]:
+    merged = {**old, **new}
+    if len(merged) > MAX_TAGS_PER_LEDGER:
+        raise InvalidLedgerParameterError(
+            f"a ledger has at most {MAX_TAGS_PER_LEDGER} tags; this would make {len(merged)}"
+        )
+    return merged
+
+
+# ------------------------------------------------------------------ EmbeddedLedgers
+METADATA_FILE = "ledgers.json"  # not a valid ledger name (a dot), so never a ledger's directory
+_METADATA_FORMAT = "strand-ledgers-1"
+_TRASH_PREFIX = ".deleting-"  # a directory being removed (a leading dot: never a ledger name)
+
+
+def _info_to_json(info: LedgerInfo) -> dict[str, Any]:
+    return {
+        "state": info.state,
+        "creation_time_us": _epoch_us(info.creation_time),
+        "permissions_mode": info.permissions_mode,
+        "deletion_protection": info.deletion_protection,
+        "kms_key": info.kms_key,
+        "tags": dict(info.tags),
+    }
+
+
+def _epoch_us(moment: datetime.datetime) -> int:
+    delta = moment - datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+    return delta // datetime.timedelta(microseconds=1)
+
+
+def _info_from_json(name: str, raw: dict[str, Any]) -> LedgerInfo:
+    epoch = datetime.datetime(1970, 1, 1, tzinfo=datetime.UTC)
+    return LedgerInfo(
+        name=name,
+        state=raw["state"],
+        creation_time=epoch + datetime.timedelta(microseconds=int(raw["creation_time_us"])),
+        permissions_mode=raw["permissions_mode"],
+        deletion_protection=bool(raw["deletion_protection"]),
+        kms_key=raw["kms_key"],
+        tags=dict(raw["tags"]),
+    )
+
+
+class EmbeddedLedgers:
+    """Ledgers as embedded `core.ledger.Ledger` directories under one root directory.
+
+    `root/<name>/` is ledger `name`'s LevelDB; `root/ledgers.json` holds every ledger's
+    metadata and is replaced atomically (temp file, fsync, rename, fsync of the directory)
+    on every change, so a crash leaves the old or the new version, never a mix.
+
+    Crash safety of the two multi-step changes:
+    - create writes the metadata as CREATING, then opens (creates) the directory, then
+      writes ACTIVE; a ledger found CREATING at start-up is finished the same way;
+    - delete renames the directory to `root/.deleting-<name>-<n>` (atomic), writes the
+      metadata without the ledger, then removes the renamed directory; leftovers are
+      removed at start-up.
+    A directory under root that the metadata does not name is left alone, and its name
+    cannot be used for a new ledger (LedgerInUseError) until an operator moves it away.
+
+    Thread-safe: one lock guards the metadata and the cache of open handles; `open` opens
+    each ledger once and returns the same `Ledger` to every caller until delete or close.
+    """
+
+    def __init__(self, root: str | os.PathLike[str], *, max_ledgers: int = DEFAULT_MAX_LEDGERS):
+        self._root = Path(root)
+        self._root.mkdir(parents=True, exist_ok=True)
+        self._max_ledgers = max_ledgers
+        self._lock = threading.RLock()
+        self._open: dict[str, Ledger] = {}
+        self._closed = False
+        self._infos = self._load()
+        for leftover in self._root.glob(_TRASH_PREFIX + "*"):
+            shutil.rmtree(leftover, ignore_errors=True)
+        for name, info in list(self._infos.items()):
+            if info.state == "CREATING":
+                self._finish_create(name)
+
+    # ---------------------------------------------------------------- metadata file
+    @property
+    def root(self) -> Path:
+        return self._root
+
+    def _load(self) -> dict[str, LedgerInfo]:
+        path = self._root / METADATA_FILE
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            raise CorruptLedgerError(f"cannot read {path}: {exc}") from exc
+        if not isinstance(raw, dict) or raw.get("format") != _METADATA_FORMAT:
+            raise CorruptLedgerError(f"{path}: unknown format {raw.get('format')!r}")
+        try:
+            return {name: _info_from_json(name, item) for name, item in raw["ledgers"].items()}
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CorruptLedgerError(f"{path}: malformed ledger entry: {exc!r}") from exc
+
+    def _save(self, infos: dict[str, LedgerInfo]) -> None:
+        """Replace the metadata file atomically; only then adopt `infos` in memory."""
+        document = {
+            "format": _METADATA_FORMAT,
+            "ledgers": {name: _info_to_json(info) for name, info in sorted(infos.items())},
+        }
+        data = json.dumps(document, indent=1, sort_keys=True).encode("utf-8")
+        target = self._root / METADATA_FILE
+        temp = self._root / (METADATA_FILE + ".tmp")
+        with open(temp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, target)
+        _fsync_dir(self._root)
+        self._infos = infos
+
+    # ---------------------------------------------------------------- LedgerSet
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._infos)
+
+    def create(
+        self,
+        name: str,
+        *,
+        permissions_mode: str,
+        deletion_protection: bool = True,
+        kms_key: str | None = None,
+        tags: dict[str, str] | None = None,
+    ) -> LedgerInfo:
+        check_name(name)
+        check_permissions_mode(permissions_mode)
+        if not isinstance(deletion_protection, bool):
+            raise InvalidLedgerParameterError("deletion protection must be true or false")
+        key = check_kms_key(kms_key)
+        checked_tags = _merged_tags({}, check_tags(tags if tags is not None else {}))
+        with self._lock:
+            self._check_usable()
+            if name in self._infos:
+                raise LedgerExistsError(f"a ledger named {name!r} already exists")
+            if len(self._infos) >= self._max_ledgers:
+                raise LedgerLimitError(
+                    f"this server holds at most {self._max_ledgers} ledgers; delete one first"
+                )
+            if (self._root / name).exists():
+                raise LedgerInUseError(
+                    f"{self._root / name} exists but is not a ledger of this server; "
+                    "move it away to use the name"
+                )
+            info = LedgerInfo(
+                name=name,
+                state="CREATING",
+                creation_time=datetime.datetime.now(datetime.UTC),
+                permissions_mode=permissions_mode,
+                deletion_protection=deletion_protection,
+                kms_key=key,
+                tags=checked_tags,
+            )
+            self._save({**self._infos, name: info})
+            try:
+                return self._finish_create(name)
+            except BaseException:
+                remaining = dict(self._infos)
+                del remaining[name]
+                self._save(remaining)
+                shutil.rmtree(self._root / name, ignore_errors=True)
+                raise
+
+    def _finish_create(self, name: str) -> LedgerInfo:
+        if name not in self._open:
+            self._open[name] = Ledger.open(self._root / name)
+        info = dataclasses.replace(self._infos[name], state="ACTIVE")
+        self._save({**self._infos, name: info})
+        return _copy(info)
+
+    def describe(self, name: str) -> LedgerInfo:
+        with self._lock:
+            return _copy(self._info(name))
+
+    def _info(self, name: str) -> LedgerInfo:
+        info = self._infos.get(name)
+        if info is None:
+            raise LedgerNotFoundError(f"no ledger named {name!r}")
+        return info
+
+    def update(
+        self,
+        name: str,
+        *,
+        deletion_protection: bool | None = None,
+        permissions_mode: str | None = None,
+        kms_key: str | None = None,
+    ) -> LedgerInfo:
+        changes: dict[str, Any] = {}
+        if deletion_protection is not None:
+            if not isinstance(deletion_protection, bool):
+                raise InvalidLedgerParameterError("deletion protection must be true or false")
+            changes["deletion_protection"] = deletion_protection
+        if permissions_mode is not None:
+            changes["permissions_mode"] = check_permissions_mode(permissions_mode)
+        if kms_key is not None:
+            changes["kms_key"] = check_kms_key(kms_key)
+        with self._lock:
+            self._check_usable()
+            info = dataclasses.replace(self._info(name), **changes)
+            if changes:
+                self._save({**self._infos, name: info})
+            return _copy(info)
+
+    def tag(self, name: str, tags: dict[str, str]) -> None:
+        checked = check_tags(tags)
+        with self._lock:
+            self._check_usable()
+            info = self._info(name)
+            merged = _merged_tags(info.tags, checked)
+            self._save({**self._infos, name: dataclasses.replace(info, tags=merged)})
+
+    def untag(self, name: str, keys: list[str]) -> None:
+        if not isinstance(keys, list) or len(keys) > MAX_TAGS_PER_REQUEST:
+            raise InvalidLedgerParameterError(
+                f"tag keys: a list of at most {MAX_TAGS_PER_REQUEST} keys"
+            )
+        for key in keys:
+            if not isinstance(key, str) or not 1 <= len(key) <= TAG_KEY_MAX_CHARS:
+                raise InvalidLedgerParameterError(f"invalid tag key {key!r}")
+        with self._lock:
+            self._check_usable()
+            info = self._info(name)
+            dropped = set(keys)
+            kept = {k: v for k, v in info.tags.items() if k not in dropped}
+            if kept != info.tags:
+                self._save({**self._infos, name: dataclasses.replace(info, tags=kept)})
+
+    def delete(self, name: str) -> None:
+        with self._lock:
+            self._check_usable()
+            info = self._info(name)
+            if info.deletion_protection:
+                raise DeletionProtectedError(
+                    f"ledger {name!r} has deletion protection on; turn it off with "
+                    "UpdateLedger first"
+                )
+            handle = self._open.pop(name, None)
+            if handle is not None:
+                handle.close()  # waits for commits in flight; later calls: LedgerClosedError
+            trash = self._root / f"{_TRASH_PREFIX}{name}-{time.time_ns()}"
+            directory = self._root / name
+            if directory.exists():
+                os.replace(directory, trash)  # atomic: the name's data is gone from here on
+                _fsync_dir(self._root)
+            remaining = dict(self._infos)
+            del remaining[name]
+            self._save(remaining)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def open(self, name: str) -> Ledger:
+        with self._lock:
+            self._check_usable()
+            self._info(name)
+            handle = self._open.get(name)
+            if handle is None:
+                handle = Ledger.open(self._root / name, create_if_missing=False)
+                self._open[name] = handle
+            return handle
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            handles = list(self._open.values())
+            self._open.clear()
+        for handle in handles:
+            handle.close()
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise LedgerClosedError("the ledger set is closed")
+
+    def __enter__(self) -> EmbeddedLedgers:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _copy(info: LedgerInfo) -> LedgerInfo:
+    """A copy whose tags the caller may change without changing the set's."""
+    return dataclasses.replace(info, tags=dict(info.tags))
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

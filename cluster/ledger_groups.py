@@ -75,16 +75,23 @@ from cluster.client import LedgerCluster
 from cluster.common import DIGEST, NAMESPACE, actor_name
 from cluster.config import ClusterConfig, LinkConfig, load_config
 from cluster.ledgers import (
-    LEDGER_NAME,
-    PERMISSIONS_MODES,
+    DEFAULT_MAX_LEDGERS,
+    MAX_TAGS_PER_LEDGER,
+    MAX_TAGS_PER_REQUEST,
+    TAG_KEY_MAX_CHARS,
     DeletionProtectedError,
     InvalidLedgerParameterError,
     LedgerExistsError,
     LedgerInfo,
     LedgerInUseError,
+    LedgerLimitError,
     LedgerNotFoundError,
+    check_kms_key,
+    check_name,
+    check_permissions_mode,
+    check_tags,
 )
-from core.errors import UnavailableError
+from core.errors import LedgerClosedError, UnavailableError
 
 log = logging.getLogger("strand.ledger_groups")
 
@@ -95,10 +102,6 @@ METADATA_FORMAT = 1
 PORT_SEARCH_SPAN = 4000  # how far above the base config's ports to look for free blocks
 READY_TIMEOUT_S = 60.0  # a group's wait for a leader
 OPEN_WAIT_S = 90.0  # how long `open` waits for a group another thread is starting
-AWS_OWNED_KMS_KEY = "AWS_OWNED_KMS_KEY"
-TAGS_MAX = 200
-TAG_KEY_CHARS_MAX = 128
-TAG_VALUE_CHARS_MAX = 256
 
 
 @dataclasses.dataclass(slots=True)
@@ -227,9 +230,12 @@ class ClusterLedgers:
         ray_address: str | None = None,
         detached: bool = True,
         port_range: tuple[int, int] | None = None,
+        max_ledgers: int = DEFAULT_MAX_LEDGERS,
     ) -> None:
         """`port_range` (first, last): where port blocks are chosen (default: the
-        PORT_SEARCH_SPAN ports above the base config's highest port)."""
+        PORT_SEARCH_SPAN ports above the base config's highest port); `max_ledgers`: more
+        are refused (LedgerLimitError)."""
+        self._max_ledgers = max_ledgers
         self.base = load_config(config_path)
         self.data_root = Path(data_root) if data_root is not None else default_data_root(self.base)
         self.data_root = self.data_root.resolve()
@@ -325,20 +331,26 @@ class ClusterLedgers:
     ) -> LedgerInfo:
         """Record the ledger (state CREATING) and start its group in the background; it is
         ACTIVE once its group has a leader (see `wait_active`)."""
-        _check_name(name)
-        _check_permissions_mode(permissions_mode)
-        checked_tags = _checked_tags(tags or {})
+        check_name(name)
+        check_permissions_mode(permissions_mode)
+        _check_bool(deletion_protection)
+        key = check_kms_key(kms_key)
+        checked_tags = _merged_tags({}, check_tags(tags if tags is not None else {}))
         with self._lock:
             self._check_open()
             if name in self._records:
                 raise LedgerExistsError(f"a ledger named {name!r} already exists")
+            if len(self._records) >= self._max_ledgers:
+                raise LedgerLimitError(
+                    f"this server holds at most {self._max_ledgers} ledgers; delete one first"
+                )
             record = GroupRecord(
                 name=name,
                 state="CREATING",
                 creation_time=datetime.datetime.now(datetime.UTC).replace(microsecond=0),
                 permissions_mode=permissions_mode,
-                deletion_protection=bool(deletion_protection),
-                kms_key=_kms(kms_key),
+                deletion_protection=deletion_protection,
+                kms_key=key,
                 tags=checked_tags,
                 cluster_name=f"{self.base.cluster_name}.{name}.{secrets.token_hex(4)}",
                 port_base=self._free_port_block(),
@@ -375,30 +387,43 @@ class ClusterLedgers:
         permissions_mode: str | None = None,
         kms_key: str | None = None,
     ) -> LedgerInfo:
+        if deletion_protection is not None:
+            _check_bool(deletion_protection)
         if permissions_mode is not None:
-            _check_permissions_mode(permissions_mode)
+            check_permissions_mode(permissions_mode)
+        key = check_kms_key(kms_key) if kms_key is not None else None
         with self._lock:
+            self._check_open()
             record = self._record(name)
             if record.state == "DELETING":
                 raise LedgerInUseError(f"ledger {name!r} is being deleted")
             if deletion_protection is not None:
-                record.deletion_protection = bool(deletion_protection)
+                record.deletion_protection = deletion_protection
             if permissions_mode is not None:
                 record.permissions_mode = permissions_mode
             if kms_key is not None:
-                record.kms_key = _kms(kms_key)
+                record.kms_key = key
             self._save()
             return record.info()
 
     def tag(self, name: str, tags: dict[str, str]) -> None:
+        checked = check_tags(tags)
         with self._lock:
+            self._check_open()
             record = self._record(name)
-            merged = _checked_tags({**record.tags, **tags})
-            record.tags = merged
+            record.tags = _merged_tags(record.tags, checked)
             self._save()
 
     def untag(self, name: str, keys: list[str]) -> None:
+        if not isinstance(keys, list) or len(keys) > MAX_TAGS_PER_REQUEST:
+            raise InvalidLedgerParameterError(
+                f"tag keys: a list of at most {MAX_TAGS_PER_REQUEST} keys"
+            )
+        for key in keys:
+            if not isinstance(key, str) or not 1 <= len(key) <= TAG_KEY_MAX_CHARS:
+                raise InvalidLedgerParameterError(f"invalid tag key {key!r}")
         with self._lock:
+            self._check_open()
             record = self._record(name)
             record.tags = {k: v for k, v in record.tags.items() if k not in set(keys)}
             self._save()
@@ -454,9 +479,11 @@ class ClusterLedgers:
             return self._spawn_missing(handle)
 
     def close(self) -> None:
-        """Close every handle's connections; the groups keep running, the data stays (and a
-        Ray this object started ends with the process, or with `shutdown`)."""
+        """Close every handle's connections, and this set (LedgerClosedError from then on);
+        the groups keep running, the data stays (and a Ray this object started ends with the
+        process, or with `shutdown`)."""
         with self._lock:
+            self._closed = True
             handles, self._handles = list(self._handles.values()), {}
         for handle in handles:
             handle.close()
@@ -491,7 +518,7 @@ class ClusterLedgers:
     # ----------------------------------------------------------------- groups
     def _check_open(self) -> None:
         if self._closed:
-            raise UnavailableError("this ledger set was shut down")
+            raise LedgerClosedError("the ledger set is shut down")
 
     def _in_background(self, fn: Callable[[str], None], name: str) -> None:
         thread = threading.Thread(target=fn, args=(name,), name=f"strand-group-{name}")
@@ -667,35 +694,15 @@ def _port_free(hosts: list[str], port: int) -> bool:
     return True
 
 
-def _check_name(name: str) -> None:
-    if not isinstance(name, str) or not LEDGER_NAME.match(name):
+def _check_bool(value: object) -> None:
+    if not isinstance(value, bool):
+        raise InvalidLedgerParameterError("deletion protection must be true or false")
+
+
+def _merged_tags(old: dict[str, str], new: dict[str, str]) -> dict[str, str]:
+    merged = {**old, **new}
+    if len(merged) > MAX_TAGS_PER_LEDGER:
         raise InvalidLedgerParameterError(
-            f"invalid ledger name {name!r}: 1 to 32 letters, digits and hyphens, not all "
-            "digits, no double hyphen, not starting or ending with a hyphen"
+            f"a ledger has at most {MAX_TAGS_PER_LEDGER} tags; this would make {len(merged)}"
         )
-
-
-def _check_permissions_mode(mode: str) -> None:
-    if mode not in PERMISSIONS_MODES:
-        raise InvalidLedgerParameterError(
-            f"permissions mode must be one of {', '.join(PERMISSIONS_MODES)}, got {mode!r}"
-        )
-
-
-def _kms(key: str | None) -> str | None:
-    return None if key in (None, "", AWS_OWNED_KMS_KEY) else key
-
-
-def _checked_tags(tags: dict[str, str]) -> dict[str, str]:
-    if len(tags) > TAGS_MAX:
-        raise InvalidLedgerParameterError(f"at most {TAGS_MAX} tags, got {len(tags)}")
-    for key, value in tags.items():
-        if not isinstance(key, str) or not 1 <= len(key) <= TAG_KEY_CHARS_MAX:
-            raise InvalidLedgerParameterError(f"a tag key is 1..{TAG_KEY_CHARS_MAX} characters")
-        if key.lower().startswith("aws:"):
-            raise InvalidLedgerParameterError(f"tag key {key!r}: the aws: prefix is reserved")
-        if not isinstance(value, str) or len(value) > TAG_VALUE_CHARS_MAX:
-            raise InvalidLedgerParameterError(
-                f"tag {key!r}: a value is 0..{TAG_VALUE_CHARS_MAX} characters"
-            )
-    return dict(tags)
+    return merged

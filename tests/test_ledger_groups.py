@@ -22,9 +22,11 @@ from cluster.ledgers import (
     DeletionProtectedError,
     InvalidLedgerParameterError,
     LedgerExistsError,
+    LedgerLimitError,
     LedgerNotFoundError,
 )
 from core import verification
+from core.errors import LedgerClosedError
 from core.transaction import Transaction
 from tests.conftest import private_cluster_config, wait_for
 
@@ -96,6 +98,11 @@ def test_groups_are_derived_without_collisions(base_config: Path, tmp_path: Path
     assert ClusterLedgers(base_config).describe("one") == info
     with pytest.raises(LedgerNotFoundError):
         ledgers.describe("three")
+    with pytest.raises(LedgerLimitError):
+        ClusterLedgers(base_config, max_ledgers=2).create("three", permissions_mode="STANDARD")
+    ledgers.close()
+    with pytest.raises(LedgerClosedError):
+        ledgers.update("one", deletion_protection=True)
 
 
 def _record(ledgers: ClusterLedgers, name: str) -> GroupRecord:

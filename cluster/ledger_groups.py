@@ -257,6 +257,8 @@ class ClusterLedgers:
         self._errors: dict[str, str] = {}  # the last failure to start a group
         self._owns_ray = False
         self._closed = False
+        if any(r.state in ("CREATING", "DELETING") for r in self._records.values()):
+            self._ensure_ray_here()
         for record in list(self._records.values()):  # a server that stopped mid-way
             if record.state == "CREATING":
                 self._in_background(self._create_group, record.name)
@@ -358,6 +360,7 @@ class ClusterLedgers:
             self._records[name] = record
             self._save()
             info = record.info()
+        self._ensure_ray_here()
         self._in_background(self._create_group, name)
         return info
 
@@ -462,6 +465,7 @@ class ClusterLedgers:
             handle = self._handles.get(name)
         if handle is not None:
             return handle
+        self._ensure_ray_here()
         lock = self._group_lock(name)
         if not lock.acquire(timeout=OPEN_WAIT_S):
             raise LedgerInUseError(f"ledger {name!r} is still being started")
@@ -639,6 +643,15 @@ class ClusterLedgers:
         import ray
 
         return bool(ray.is_initialized())
+
+    def _ensure_ray_here(self) -> None:
+        """Initialise Ray on the caller's thread (not a background one: Ray sets its signal
+        handlers on the main thread) when it is not yet; a failure is left for the
+        background work to meet and report."""
+        try:
+            self._ensure_ray()
+        except Exception:  # noqa: BLE001 - met again (and reported) by the group's start
+            log.exception("cannot initialise Ray")
 
     def _ensure_ray(self) -> None:
         import ray

@@ -13,6 +13,7 @@ Two layers:
 
 from __future__ import annotations
 
+import base64
 import json
 import random
 import subprocess
@@ -27,7 +28,12 @@ import pytest
 from amazon.ion import simpleion
 
 from cluster.gateway.control import ControlResponse, handle_control, ledger_arn
-from cluster.ledgers import MAX_TAGS_PER_LEDGER, EmbeddedLedgers
+from cluster.ledgers import (
+    MAX_TAGS_PER_LEDGER,
+    EmbeddedLedgers,
+    InvalidLedgerParameterError,
+    check_tags,
+)
 from core import verification
 from core.iontext import load_text
 from core.ledger import Ledger
@@ -142,7 +148,8 @@ def test_list_ledgers_pages(ledgers: EmbeddedLedgers) -> None:
     for bad in ("0", "101", "x", "-1"):
         response = _call(ledgers, "GET", "/ledgers", query={"max_results": bad})
         assert _code(response) == (400, "InvalidParameterException"), bad
-    for bad in ("abc", "!!!!", "a" * 1025, "YQ"):
+    too_long = base64.b64encode(b"a" * 800).decode()  # valid base64, 1068 chars
+    for bad in ("abc", "!!!!", "a" * 1025, "YQ", too_long):
         response = _call(ledgers, "GET", "/ledgers", query={"next_token": bad})
         assert _code(response) == (400, "InvalidParameterException"), bad
 
@@ -178,6 +185,13 @@ def test_input_rules(ledgers: EmbeddedLedgers) -> None:
     assert response.status == 400
     assert _code(_call(ledgers, "GET", "/ledgers/a--b")) == (400, "InvalidParameterException")
     assert _code(_call(ledgers, "GET", "/ledgers/nope")) == (404, "ResourceNotFoundException")
+
+
+def test_tags_per_request_rule() -> None:
+    # the shared check (any LedgerSet uses it) refuses more than the model's 200 tags
+    check_tags({f"k{i}": "v" for i in range(200)})
+    with pytest.raises(InvalidLedgerParameterError):
+        check_tags({f"k{i}": "v" for i in range(201)})
 
 
 def test_ledger_limit(tmp_path: Path) -> None:
@@ -250,7 +264,7 @@ def test_digest_block_revision_proofs(ledgers: EmbeddedLedgers) -> None:
     address = {"IonText": _ion(dict(revision["blockAddress"]))}
 
     digest = _call(ledgers, "POST", "/ledgers/vr/digest", {}).body
-    digest_bytes = __import__("base64").b64decode(digest["Digest"])
+    digest_bytes = base64.b64decode(digest["Digest"])
     tip = digest["DigestTipAddress"]
     assert load_text(tip["IonText"])["sequenceNo"] == 4
 
@@ -286,7 +300,9 @@ def test_digest_block_revision_proofs(ledgers: EmbeddedLedgers) -> None:
         ("block", {"BlockAddress": {"IonText": '{strandId:"a",sequenceNo:1}'}}),
         ("block", {"BlockAddress": {"IonText": _ion({**revision["blockAddress"]}) + " 1"}}),
         ("block", {"BlockAddress": "text"}),
-        ("block", {"BlockAddress": {"IonText": "x" * 1_048_577}}),
+        ("block", {"BlockAddress": {"IonText": "x" * 1_048_577}}),  # the model's IonText max
+        # a valid address padded past the size an address can need: refused unparsed
+        ("block", {"BlockAddress": {"IonText": address["IonText"] + " " * 5000}}),
         ("revision", {"BlockAddress": address}),
         ("revision", {"BlockAddress": address, "DocumentId": "short"}),
         ("revision", {"BlockAddress": address, "DocumentId": "A" * 22}),
@@ -298,6 +314,9 @@ def test_digest_block_revision_proofs(ledgers: EmbeddedLedgers) -> None:
     for route, body in bad_requests:
         response = _call(ledgers, "POST", f"/ledgers/vr/{route}", body)
         assert _code(response) == (400, "InvalidParameterException"), body
+    bad_id = {"BlockAddress": address, "DocumentId": "not/an/id/of/22/chars!"}
+    response = _call(ledgers, "POST", "/ledgers/vr/revision", bad_id)
+    assert response.body["ParameterName"] == "DocumentId"  # refused by the model's rule
     assert _code(_call(ledgers, "POST", "/ledgers/nope/digest", {}))[0] == 404
 
 

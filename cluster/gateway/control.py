@@ -81,7 +81,9 @@ ACCOUNT_ID = "000000000000"
 DEFAULT_REGION = "us-east-1"
 DEFAULT_MAX_RESULTS = 100
 MAX_RESULTS_RANGE = (1, 100)
-ION_TEXT_MAX_CHARS = 1_048_576  # the model's IonText
+# A block address is under 100 characters; anything much longer is refused before it is
+# parsed (amazon-ion's pure-Python reader takes tens of seconds over a megabyte).
+ADDRESS_ION_TEXT_MAX_CHARS = 4096
 ARN_CHARS_RANGE = (20, 1600)
 NEXT_TOKEN_CHARS_RANGE = (4, 1024)
 NEXT_TOKEN = re.compile(r"^[A-Za-z0-9+/=-]+$")
@@ -546,8 +548,12 @@ def _address(body: dict[str, Any], key: str, *, required: bool) -> dict[str, Any
     if not isinstance(holder, dict) or not isinstance(holder.get("IonText"), str):
         raise _invalid(f'{key} must be {{"IonText": "..."}}', key)
     text = holder["IonText"]
-    if not 1 <= len(text) <= ION_TEXT_MAX_CHARS:
-        raise _invalid(f"{key}.IonText must be 1 to {ION_TEXT_MAX_CHARS} characters", key)
+    if not 1 <= len(text) <= ADDRESS_ION_TEXT_MAX_CHARS:
+        raise _invalid(
+            f"{key}.IonText must be 1 to {ADDRESS_ION_TEXT_MAX_CHARS} characters (a block "
+            f"address), got {len(text)}",
+            key,
+        )
     try:
         value = load_text(text)
     except IonTextError as exc:

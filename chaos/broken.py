@@ -7,6 +7,12 @@ process has it. Nothing else sets it: tests/test_experiments.py does, to see a r
 
 - `ack-before-majority`: a leader commits (and acknowledges) an entry once its own log has
   it, without a majority: a partitioned leader's acknowledged writes are lost at the heal.
+- `stale-follower-read`: a node that is not the leader answers a linearizable read from its
+  own state instead of sending the client to the leader: an isolated follower serves values
+  the majority has overwritten.
+- `lost-fsync`: the replica never syncs its writes (Raft's entries, term and vote reach the
+  disk only when the operating system gets round to it). Visible with the nodes on the
+  power-cut storage double (STRAND_TEST_STORAGE=power-cut, chaos/disk.py) and a power cut.
 
 Invariants: without the variable this module changes nothing; with it, only the named
 protection is removed.
@@ -14,10 +20,15 @@ protection is removed.
 
 from __future__ import annotations
 
-from core import raft
-from core.raft import RaftNode
+from typing import Any
+
+from core import replica
+from core.commit import CommitMachine
+from core.raft import RaftNode, Role
+from core.requests import Read, Request, Serve
 
 ENV = "STRAND_TEST_BREAK"
+_honest_submit = CommitMachine.submit
 
 
 def _commit_on_own_log(self: RaftNode) -> bool:
@@ -28,13 +39,29 @@ def _commit_on_own_log(self: RaftNode) -> bool:
     return False
 
 
-BREAKS = {
-    "ack-before-majority": ("_maybe_commit", _commit_on_own_log),
+def _serve_reads_anywhere(
+    self: CommitMachine, client: int, request_id: int, request: Request, now_ms: int
+) -> None:
+    if isinstance(request, Read) and self.replica.node.role is not Role.LEADER:
+        self.now_ms = max(self.now_ms, now_ms)
+        self._duties.append(Serve(client, request_id))
+        return
+    _honest_submit(self, client, request_id, request, now_ms)
+
+
+def _never_sync(rd: Any, term_vote: Any) -> bool:
+    return False
+
+
+BREAKS: dict[str, tuple[Any, str, Any]] = {
+    "ack-before-majority": (RaftNode, "_maybe_commit", _commit_on_own_log),
+    "stale-follower-read": (CommitMachine, "submit", _serve_reads_anywhere),
+    "lost-fsync": (replica, "needs_sync", _never_sync),
 }
 
 
 def apply(name: str) -> None:
     if name not in BREAKS:
         raise ValueError(f"{ENV}: one of {sorted(BREAKS)}, not {name!r}")
-    attribute, replacement = BREAKS[name]
-    setattr(raft.RaftNode, attribute, replacement)
+    owner, attribute, replacement = BREAKS[name]
+    setattr(owner, attribute, replacement)

@@ -10,6 +10,13 @@ and "fail" for one that only reads; `TransactionCommittedError` is "ok" (it is i
 journal); any other StrandError is "fail". The transaction functions are module-level, so
 they travel by reference.
 
+The register workload reads three ways: in a read-only transaction at the leader, as a
+linearizable read asked of the client's home node (a node that is not the leader must send
+it on), both checked for linearizability; and as a stale read of the home node's copy,
+recorded with the sequence numbers it reports (`StaleRead`) and checked apart against the
+final journal: what it saw must have been the register's value at the sequence number the
+node reported.
+
 Invariants: every operation invoked is recorded exactly once, with complete_ns None when its
 outcome is unknown; appended values and written values are unique per key.
 """
@@ -43,6 +50,20 @@ LISTS = "Lists"
 _UNKNOWN = (UnavailableError, CapacityExceededError)
 
 
+@dataclass(frozen=True, slots=True)
+class StaleRead:
+    """A stale read of one register at `node`: the value seen, the block of the revision it
+    came from (`revision_seq`) and the sequence number the node reported (`node_seq`)."""
+
+    process: int
+    node: str
+    key: str
+    document_id: str
+    value: Any
+    revision_seq: int
+    node_seq: int
+
+
 @dataclass(slots=True)
 class History:
     """Everything the clients did (filled by their threads under `lock`)."""
@@ -53,6 +74,7 @@ class History:
     )  # start, end, kind, outcome
     ops: list[Op] = field(default_factory=list)  # register
     txns: list[Txn] = field(default_factory=list)  # append
+    stale_reads: list[StaleRead] = field(default_factory=list)  # register, at the home node
     acknowledged: set[str] = field(default_factory=set)  # bank transfers that wrote
     failed: set[str] = field(default_factory=set)  # the client was told they did not commit
     unknown: set[str] = field(default_factory=set)
@@ -222,10 +244,16 @@ class Client:
 
         key = f"k{self.rng.randrange(self.size)}"
         roll = self.rng.random()
-        if roll < 0.5:
+        if roll < 0.1:
+            self._stale_read(key)
+            return
+        if roll < 0.35:
             outcome, value, start, end = self._call(partial(read_register, key=key), False)
             op = Op(self.process, "read", key, None, start, end, outcome,
                     value if outcome == "ok" else None)  # fmt: skip
+        elif roll < 0.5:
+            outcome, value, start, end = self._node_read(key)
+            op = Op(self.process, "read", key, None, start, end, outcome, value)
         elif roll < 0.8:
             new = self._unique()
             outcome, _, start, end = self._call(partial(write_register, key=key, value=new), True)
@@ -243,6 +271,38 @@ class Client:
         with self.history.lock:
             self.history.event(start, end, op.kind, outcome)
             self.history.ops.append(op)
+
+    @property
+    def home(self) -> str:
+        names = self.cluster.config.node_names
+        return names[self.process % len(names)]
+
+    def _node_read(self, key: str) -> tuple[str, Any, int, int]:
+        """A linearizable read asked of the home node: (outcome, value, invoke, complete)."""
+        start = self.history.now_ns()
+        try:
+            docs, _ = self.cluster.query("documents", REGISTERS, node=self.home)
+        except StrandError as exc:
+            self._count(exc)
+            return "fail", None, start, self.history.now_ns()
+        [doc] = [d for d in docs if d["data"].get("key") == key]
+        return "ok", doc["data"].get("value"), start, self.history.now_ns()
+
+    def _stale_read(self, key: str) -> None:
+        start = self.history.now_ns()
+        try:
+            docs, node_seq = self.cluster.query(
+                "documents", REGISTERS, consistency="stale", node=self.home
+            )
+        except StrandError as exc:
+            self._count(exc)
+            return
+        [doc] = [d for d in docs if d["data"].get("key") == key]
+        read = StaleRead(self.process, self.home, key, doc["id"], doc["data"].get("value"),
+                         int(doc["seq"]), node_seq)  # fmt: skip
+        with self.history.lock:
+            self.history.event(start, self.history.now_ns(), "stale-read", "ok")
+            self.history.stale_reads.append(read)
 
     def _recent(self, key: str) -> list[Any]:
         with self.history.lock:

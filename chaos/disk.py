@@ -9,15 +9,25 @@ The simulator (chaos/ledger_sim.py) and the durability tests run real Replicas a
 embedded Ledger over it, so a write the protocol needs synced but did not sync is lost at
 the next simulated crash, and the checkers see the consequence.
 
+`LevelDBPowerCutStorage(path)` is the same disk for a real node process: reads are served
+from memory, and only a synced write (with every unsynced write before it) reaches the
+LevelDB directory, synced. A node killed with SIGKILL then comes back with exactly what a
+power cut would have left it (a real LevelDB keeps unsynced writes in the page cache, which
+survives the death of a process, so a missing fsync would otherwise never show). A node
+runs on it when started with STRAND_TEST_STORAGE=power-cut (cluster/node.py), for the chaos
+tests only: the whole store lives in memory.
+
 Invariants: after `power_cut(k)`, the store holds exactly what the synced writes and the
-first k unsynced ones (in order) made of it; nothing else.
+first k unsynced ones (in order) made of it; nothing else. The LevelDB directory under a
+`LevelDBPowerCutStorage` only ever holds a state some synced write left.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 
-from core.storage import MemoryStorage
+from core.storage import LevelDBStorage, MemoryStorage
 
 Write = tuple[list[tuple[bytes, bytes]], list[bytes]]
 
@@ -60,3 +70,45 @@ class PowerCutStorage(MemoryStorage):
         with self._lock:
             self._keys = list(self._durable._keys)
             self._values = dict(self._durable._values)
+
+
+STORAGE_ENV = "STRAND_TEST_STORAGE"
+POWER_CUT = "power-cut"
+
+
+class LevelDBPowerCutStorage(PowerCutStorage):
+    """A node's store that persists only synced writes (see the module docstring)."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        super().__init__()
+        self._level = LevelDBStorage(path)
+        pairs = list(self._level.scan(b"", b"\xff" * 64))
+        for store in (self, self._durable):
+            store._keys = [key for key, _ in pairs]  # sorted: LevelDB's order
+            store._values = dict(pairs)
+
+    def write(
+        self,
+        puts: Sequence[tuple[bytes, bytes]],
+        deletes: Sequence[bytes] = (),
+        *,
+        sync: bool = True,
+    ) -> None:
+        pending = [*self._unsynced]
+        super().write(puts, deletes, sync=sync)
+        if sync:  # everything up to here becomes durable: one synced LevelDB write
+            merged: dict[bytes, bytes | None] = {}
+            for batch_puts, batch_deletes in [*pending, (list(puts), list(deletes))]:
+                for key in batch_deletes:
+                    merged[key] = None
+                for key, value in batch_puts:
+                    merged[key] = value
+            self._level.write(
+                [(k, v) for k, v in merged.items() if v is not None],
+                [k for k, v in merged.items() if v is None],
+                sync=True,
+            )
+
+    def close(self) -> None:
+        super().close()
+        self._level.close()

@@ -61,6 +61,7 @@ FAULT_KINDS: dict[str, FaultKind] = {
     "kill-leader": FaultKind(False, frozenset(), "the leader's actor killed; Ray restarts it"),
     "kill-follower": FaultKind(False, _NODE, "a follower's actor killed; Ray restarts it"),
     "kill-node-process": FaultKind(False, _NODE, "SIGKILL of a node's OS process"),
+    "power-cut": FaultKind(False, frozenset(), "SIGKILL of every node's process at once"),
     "pause-node": FaultKind(True, _NODE, "SIGSTOP, then SIGCONT (default: the leader)"),
     "restart-node": FaultKind(False, _NODE, "a node stopped and started again"),
     "disk-full": FaultKind(True, _NODE, "the node's tmpfs filled (default: the leader)"),

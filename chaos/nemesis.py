@@ -154,6 +154,18 @@ class Nemesis:
             os.kill(self.cluster.pids(node)[0], signal.SIGKILL)  # Ray restarts the actor
         return None, node
 
+    def _power_cut(self, fault: Fault) -> tuple[None, str]:
+        """Every node's process killed at once, as a power cut would (Ray restarts them; on
+        the power-cut storage double, what they had not synced is lost)."""
+        pids = []  # every process first, then the kills, so they go down together
+        for node in self.nodes:
+            with contextlib.suppress(Exception):  # one still restarting is down already
+                pids += self.cluster.pids(node)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return None, ",".join(self.nodes)
+
     def _pause_node(self, fault: Fault) -> tuple[Undo, str]:
         node = self._node(fault)
         pids = self.cluster.pids(node)

@@ -3,8 +3,9 @@
 `availability` derives, from the clients' events (start, end, kind, outcome; seconds since
 the run began), how long no operation completed successfully (gaps over `GAP_S`) and, per
 fault, `recovery_s`: the time from the fault's start to the first successful operation that
-was invoked after it. `write_report` writes `report.json` and `timeline.png`: throughput and
-latency over time with the fault windows shaded and the leader at each moment.
+was invoked after it (stale reads, which any replica serves, are left out). `write_report`
+writes `report.json` and `timeline.png`: throughput and latency over time with the fault
+windows shaded and the leader at each moment.
 
 Invariants: figures come from the recorded events only; the plot is drawn without a display
 (matplotlib's Agg backend).
@@ -19,6 +20,7 @@ from typing import Any
 
 GAP_S = 1.0  # a stretch this long with no successful operation counts as unavailable
 BUCKET_S = 0.5
+STALE_KINDS = ("stale-read",)  # served by any replica: they say nothing of availability
 
 Event = tuple[float, float, str, str]
 
@@ -26,6 +28,7 @@ Event = tuple[float, float, str, str]
 def availability(
     events: Sequence[Event], faults: Sequence[dict[str, Any]], workload: Any
 ) -> tuple[float, list[float | None]]:
+    events = [e for e in events if e[2] not in STALE_KINDS]  # any node answers those
     done = sorted(end for _, end, _, outcome in events if outcome == "ok")
     unavailable = 0.0
     previous = 0.0

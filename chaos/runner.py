@@ -60,6 +60,8 @@ class Run:
         self.faults: list[dict[str, Any]] = []
         self.leaders: list[tuple[float, str | None]] = []
         self.digests: list[dict[str, Any]] = []
+        self.unknown_resolved: dict[str, int] | None = None  # bank: from the final journal
+        self.stale_reads_checked = 0
         self._stop = threading.Event()
 
     def _relocate(self, config: ClusterConfig, data: Path) -> ClusterConfig:
@@ -190,6 +192,7 @@ class Run:
             register = check_register(self.history.ops)
             linearizable = register.ok is True
             violations["linearizability"] = [] if register.ok else [str(register)]
+            violations["stale_reads"] = self._check_stale_reads(cluster)
         else:
             from chaos.checkers.append import check_append
 
@@ -218,9 +221,45 @@ class Run:
                          for t in h.acknowledged if counts[t] != 1]  # fmt: skip
             problems += [f"{node}: {t} was told failed but committed"
                          for t in h.failed if counts[t]]  # fmt: skip
-        final = sum(cluster.execute_lambda(clients.read_balances))
+            problems += [f"{node}: {t} (outcome unknown) is in the journal {counts[t]} times"
+                         for t in h.unknown if counts[t] > 1]  # fmt: skip
+            committed = sum(1 for t in h.unknown if counts[t])
+            self.unknown_resolved = {"committed": committed,
+                                     "not_committed": len(h.unknown) - committed}  # fmt: skip
+        try:
+            final = sum(cluster.execute_lambda(clients.read_balances))
+        except StrandError as exc:
+            return [*problems, f"the final balances cannot be read: {exc}"]
         if final != expected:
             problems.append(f"the final total is {final}, not {expected}")
+        return problems
+
+    def _check_stale_reads(self, cluster: LedgerCluster) -> list[str]:
+        """Each stale read saw the register's value at the sequence number its node reported:
+        the revision it names is in the final journal with that value, and the register's
+        next revision (if any) came after that sequence number."""
+        revisions: dict[str, list[tuple[int, Any]]] = {}
+        for revision in cluster.history(clients.REGISTERS):
+            seq = int(revision["blockAddress"]["sequenceNo"])
+            doc = revisions.setdefault(str(revision["metadata"]["id"]), [])
+            doc.append((seq, revision.get("data", {}).get("value")))
+        problems = []
+        for read in self.history.stale_reads:
+            versions = sorted(revisions.get(read.document_id, []), key=lambda v: v[0])
+            at = [i for i, (seq, _) in enumerate(versions) if seq == read.revision_seq]
+            if not at or versions[at[0]][1] != read.value:
+                problems.append(
+                    f"{read.node} served {read.key}={read.value!r} from block "
+                    f"{read.revision_seq}: the journal has no such revision"
+                )
+                continue
+            following = versions[at[0] + 1] if at[0] + 1 < len(versions) else None
+            if following is not None and following[0] <= read.node_seq:
+                problems.append(
+                    f"{read.node} reported sequence {read.node_seq} but served "
+                    f"{read.key}={read.value!r}, overwritten at {following[0]}"
+                )
+        self.stale_reads_checked = len(self.history.stale_reads)
         return problems
 
     def _check_journals(self, cluster: LedgerCluster) -> list[str]:
@@ -240,7 +279,7 @@ class Run:
         tip = final["digestTipAddress"]
         problems, verified = [], 0
         rng = random.Random(self.experiment.workload.seed)
-        for _ in range(5):  # revisions of random blocks, against the final digest
+        for _ in range(5 if tip["sequenceNo"] >= 1 else 0):  # random blocks, final digest
             seq = rng.randint(1, tip["sequenceNo"])
             block = cluster.get_block({"strandId": tip["strandId"], "sequenceNo": seq}, tip)
             if verification.verify_block(block["block"], block["proof"], final["digest"]):
@@ -249,7 +288,12 @@ class Run:
                 problems.append(f"block {seq} does not verify against the final digest")
         for saved in self.digests:  # every digest saved during the run extends to the final
             old = saved["digestTipAddress"]
-            proof = cluster.get_consistency_proof(old, tip)
+            try:
+                proof = cluster.get_consistency_proof(old, tip)
+            except StrandError as exc:  # e.g. the journal is now shorter than it was
+                problems.append(f"no consistency proof from the digest at {old['sequenceNo']}: "
+                                f"{exc}")  # fmt: skip
+                continue
             if verification.verify_consistency(
                 old["sequenceNo"] + 1, tip["sequenceNo"] + 1, saved["digest"], final["digest"],
                 proof["proof"],
@@ -277,6 +321,8 @@ class Run:
             "acknowledged": outcomes["ok"],
             "failed": outcomes["fail"],
             "unknown": outcomes["unknown"],
+            "unknown_resolved": self.unknown_resolved,
+            "stale_reads_checked": self.stale_reads_checked,
             "errors": dict(h.errors),
             "lost_acknowledged": sum(1 for v in violations.get("bank", []) if "acknowledged" in v),
             "violations": violations,

@@ -79,6 +79,8 @@ log = logging.getLogger("strand.client")
 CALL_TIMEOUT_S = 120.0  # give up on learning an outcome after this long
 ATTEMPT_TIMEOUT_S = 40.0  # a transaction runs for 30 s at most
 STATUS_TIMEOUT_S = 0.5
+NODE_READ_TIMEOUT_S = 5.0  # a linearizable read asked of one node, before the leader
+TEST_SWITCHES = ("STRAND_TEST_BREAK", "STRAND_TEST_STORAGE")  # passed on to the nodes
 
 
 class LedgerCluster:
@@ -160,10 +162,10 @@ class LedgerCluster:
 
         az = self.config.node(name).az
         options: dict[str, Any] = {}
-        if os.environ.get("STRAND_TEST_BREAK"):  # a deliberately broken build (chaos/broken.py)
-            options["runtime_env"] = {
-                "env_vars": {"STRAND_TEST_BREAK": os.environ["STRAND_TEST_BREAK"]}
-            }
+        # test-only switches (chaos/broken.py, chaos/disk.py) reach the nodes this starts
+        switches = {k: os.environ[k] for k in TEST_SWITCHES if os.environ.get(k)}
+        if switches:
+            options["runtime_env"] = {"env_vars": switches}
         handle = StorageNode.options(  # type: ignore[attr-defined]
             name=self._name(name),
             namespace=NAMESPACE,
@@ -386,15 +388,23 @@ class LedgerCluster:
         """Run a read on a node: (result, the sequence number it reflects at least).
 
         "linearizable" (default) goes to the leader, which confirms its leadership first
-        (ReadIndex); "stale" reads whatever `node` (default: the first that answers) holds.
-        A node that finds the entries it needs damaged (CorruptLedgerError: it is repairing
-        them from its peers) is passed over: the read goes to the other nodes' copies.
+        (ReadIndex); asked of a `node`, it goes there first, and when that node is not the
+        leader (it says so) the read goes on to the leader. "stale" reads whatever `node` (default: the first
+        that answers) holds. A node that finds the entries it needs damaged
+        (CorruptLedgerError: it is repairing them from its peers) is passed over: the read
+        goes to the other nodes' copies.
         """
         if consistency not in ("linearizable", "stale"):
             raise ValueError("consistency is 'linearizable' or 'stale'")
         payload = userdata.encode_read(method, args)
-        if consistency == "linearizable" and node is None:
-            outcome = self._call(Read(True), payload)
+        if consistency == "linearizable":
+            outcome: Outcome | None = None
+            if node is not None:
+                outcome = self._once(node, Read(True), NODE_READ_TIMEOUT_S, payload)
+                if outcome is None or _not_leader(outcome):
+                    outcome = None
+            if outcome is None:
+                outcome = self._call(Read(True), payload)
             if _damaged(outcome):  # history does not change: another replica's copy serves
                 outcome = self._stale(payload, None)
         else:
@@ -678,6 +688,10 @@ class ClusterTransaction:
 
     def abort(self) -> None:
         self._cluster._once(self._node, Abort(self.transaction_id), 5.0)
+
+
+def _not_leader(outcome: Outcome) -> bool:
+    return isinstance(outcome, Failed) and isinstance(outcome.error, NotLeaderError)
 
 
 def _damaged(outcome: Outcome) -> bool:

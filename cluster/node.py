@@ -60,12 +60,20 @@ from cluster.transport import Transport
 from cluster.workers import WorkerPool
 from core import client_wire, keys, queries, wire
 from core.commit import CommitMachine
-from core.errors import CorruptLedgerError, InvalidArgumentError, StrandError, UnavailableError
+from core.errors import (
+    CorruptLedgerError,
+    InvalidArgumentError,
+    LimitExceededError,
+    StrandError,
+    TableNotFoundError,
+    UnavailableError,
+)
 from core.raft import Message
 from core.replica import ReadyWork, Replica, ReplicaOutput, seed_hard_state
 from core.requests import Dispatch, Done, Duty, Failed, JobResult, Read, Reply, Request, Serve
 from core.storage import (
     LevelDBStorage,
+    Storage,
     StorageClosedError,
     StorageCorruptionError,
     StorageError,
@@ -77,6 +85,16 @@ if os.environ.get("STRAND_TEST_BREAK"):  # a deliberately broken build (chaos/br
     from chaos import broken
 
     broken.apply(os.environ["STRAND_TEST_BREAK"])
+
+
+def open_storage(data_dir: str | os.PathLike[str]) -> Storage:
+    """The node's LevelDB; for the chaos tests (STRAND_TEST_STORAGE=power-cut), one that keeps
+    only synced writes across a kill (chaos/disk.py), so a missing fsync shows."""
+    if os.environ.get("STRAND_TEST_STORAGE") == "power-cut":
+        from chaos.disk import LevelDBPowerCutStorage
+
+        return LevelDBPowerCutStorage(data_dir)
+    return LevelDBStorage(data_dir)
 FATAL_EXIT_STATUS = 70  # EX_SOFTWARE: Ray sees a dead worker and restarts the actor
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 ROOT = Path(__file__).resolve().parent.parent
@@ -117,7 +135,7 @@ class NodeHost:
         self.labels = dict(labels or {})  # reported in status (e.g. the Ray node it runs on)
         node = config.node(name)
         os.makedirs(node.data_dir, exist_ok=True)
-        self.storage = LevelDBStorage(node.data_dir)
+        self.storage = open_storage(node.data_dir)
         rng = random.Random(seed if seed is not None else time.time_ns())
         try:
             self.replica = Replica(
@@ -523,9 +541,28 @@ def _transaction_ids(host: NodeHost) -> list[str]:
     return [engine.read_block(seq)["transactionId"] for seq in range(1, engine.durable_seq + 1)]
 
 
+DOCUMENTS_MAX = 1000  # documents per `documents` read
+
+
+def _documents(host: NodeHost, table: str) -> list[dict[str, Any]]:
+    """The table's live documents as this node holds them (a stale read): each with its
+    id, version and the block of its revision."""
+    engine = host.engine
+    table_id = engine.catalog.active_by_name.get(table)
+    if table_id is None:
+        raise TableNotFoundError(f"no table {table!r:.80}")
+    out: list[dict[str, Any]] = []
+    for doc_id, state in engine.scan_docs(table_id):
+        if len(out) == DOCUMENTS_MAX:
+            raise LimitExceededError(f"more than {DOCUMENTS_MAX} documents in {table!r:.80}")
+        out.append({"id": doc_id, "version": state.version, "seq": state.seq, "data": state.data})
+    return out
+
+
 _READS: dict[str, Callable[..., Any]] = {
     "status": lambda host: host.status(),
     "transaction_ids": _transaction_ids,
+    "documents": _documents,
     "raw_blocks": _raw_blocks,
     "scrub": lambda host: host.scrubber.request(),
     "committed_seq": lambda host, tx_id: host.engine.committed_seq(tx_id),

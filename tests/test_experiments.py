@@ -111,16 +111,46 @@ def test_a_short_experiment_passes_every_check(
     assert all("recovery_s" in fault for fault in saved["faults"])
 
 
-@pytest.mark.parametrize(("broken", "experiment"), [("ack-before-majority", "partition-leader")])
+def test_a_power_cut_everywhere_loses_no_acknowledged_commit(
+    ray_runtime: None, toxiproxy_available: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every node killed at once, twice, on a disk that keeps only what was synced
+    (chaos/disk.py): what the clients were told committed is all there afterwards."""
+    monkeypatch.setenv("STRAND_TEST_STORAGE", "power-cut")
+    config = private_cluster_config(tmp_path, "strand-experiments", 900)
+    short = _shortened(ROOT / "configs" / "chaos" / "power-cut.toml", tmp_path)
+    report = run(short, tmp_path / "out", config)
+    assert report["ok"], json.dumps(report["violations"], indent=1)[:3000]
+    assert report["acknowledged"] > 0
+    assert [f["kind"] for f in report["faults"]] == ["power-cut", "power-cut"]
+    assert report["unknown_resolved"] is not None
+
+
+# (break, experiment, storage double, what the checkers must report)
+BROKEN = [
+    ("ack-before-majority", "partition-leader", None, "lost_acknowledged"),
+    ("stale-follower-read", "register", None, "linearizability"),
+    ("lost-fsync", "power-cut", "power-cut", "lost_acknowledged"),
+]
+
+
+@pytest.mark.parametrize(("broken", "experiment", "storage", "caught"), BROKEN,
+                         ids=[b[0] for b in BROKEN])  # fmt: skip
 def test_a_deliberately_broken_build_fails_its_experiment(
-    broken: str, experiment: str, ray_runtime: None, toxiproxy_available: None,
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    broken: str, experiment: str, storage: str | None, caught: str, ray_runtime: None,
+    toxiproxy_available: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     """The checkers catch what they claim to: the same short experiment that passes above
     fails on nodes with one protection removed (chaos/broken.py)."""
     monkeypatch.setenv("STRAND_TEST_BREAK", broken)
+    if storage is not None:
+        monkeypatch.setenv("STRAND_TEST_STORAGE", storage)
     config = private_cluster_config(tmp_path, "strand-broken", 900)
     short = _shortened(ROOT / "configs" / "chaos" / f"{experiment}.toml", tmp_path)
     report = run(short, tmp_path / "out", config, converge_timeout_s=15)
     assert not report["ok"], "a broken build passed every check"
-    assert report["lost_acknowledged"] > 0
+    if caught == "lost_acknowledged":
+        assert report["lost_acknowledged"] > 0, report["violations"]
+    else:
+        assert report["violations"][caught], report["violations"]
+        assert report["linearizable"] is False

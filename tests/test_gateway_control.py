@@ -14,10 +14,16 @@ Two layers:
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import random
+import re
+import select
+import signal
 import subprocess
+import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -362,6 +368,20 @@ def test_never_raises(ledgers: EmbeddedLedgers) -> None:
     assert ledgers.names() == ["f"]  # deletion protection held throughout
 
 
+def test_a_failing_ledger_set_is_an_internal_failure() -> None:
+    class Broken:
+        def __getattr__(self, name: str) -> Any:
+            def fail(*args: Any, **kwargs: Any) -> Any:
+                raise RuntimeError("disk on fire")
+
+            return fail
+
+    for method, path in [("GET", "/ledgers"), ("GET", "/ledgers/x"), ("POST", "/ledgers/x/digest")]:
+        response = handle_control(Broken(), method, path, {}, b"")  # type: ignore[arg-type]
+        assert _code(response) == (500, "InternalFailure")
+        assert response.headers == {"x-amzn-ErrorType": "InternalFailure"}
+
+
 # ------------------------------------------------------------------ boto3 over HTTP
 class _Adapter(BaseHTTPRequestHandler):
     """A minimal HTTP front for handle_control (no SigV4: control.py alone is under test)."""
@@ -471,8 +491,21 @@ print(json.dumps(out))
 """
 
 
+def _run_client(endpoint: str, doc_id: str, revision: dict[str, Any]) -> dict[str, Any]:
+    run = subprocess.run(
+        [str(qldb_python()), "-c", CLIENT_SCRIPT, endpoint, doc_id, _ion(revision["blockAddress"])],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    out: dict[str, Any] = json.loads(run.stdout)
+    return out
+
+
 def test_boto3_qldb_client(tmp_path: Path) -> None:
-    python = qldb_python()
+    """boto3 against control.py behind a bare HTTP adapter."""
+    qldb_python()  # built before the server starts
     with EmbeddedLedgers(tmp_path / "data") as ledgers:
         ledgers.create("vr", permissions_mode="STANDARD")
         doc_id, revision = _fill(ledgers.open("vr"))
@@ -481,25 +514,62 @@ def test_boto3_qldb_client(tmp_path: Path) -> None:
         thread = threading.Thread(target=server.serve_forever, daemon=True)
         thread.start()
         try:
-            endpoint = f"http://127.0.0.1:{server.server_address[1]}"
-            run = subprocess.run(
-                [
-                    str(python),
-                    "-c",
-                    CLIENT_SCRIPT,
-                    endpoint,
-                    doc_id,
-                    _ion(revision["blockAddress"]),
-                ],
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
+            out = _run_client(f"http://127.0.0.1:{server.server_address[1]}", doc_id, revision)
         finally:
             server.shutdown()
             server.server_close()
-    assert run.returncode == 0, run.stderr[-3000:]
-    out = json.loads(run.stdout)
+    _check_client_output(out)
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("cluster.gateway.serve") is None, reason="no strand serve yet"
+)
+def test_boto3_qldb_client_through_strand_serve(tmp_path: Path) -> None:
+    """boto3 against the real server: `strand serve --data DIR`, SigV4 and all."""
+    qldb_python()
+    data = tmp_path / "data"
+    with EmbeddedLedgers(data) as ledgers:  # written in-process, closed before the server opens
+        ledgers.create("vr", permissions_mode="STANDARD")
+        doc_id, revision = _fill(ledgers.open("vr"))
+    strand = Path(sys.executable).with_name("strand")
+    server = subprocess.Popen(
+        [str(strand), "serve", "--data", str(data), "--port", "0"]
+        + ["--access-key", "AKIDEXAMPLE", "--secret-key", "secret"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        endpoint = _wait_for_endpoint(server)
+        out = _run_client(endpoint, doc_id, revision)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    _check_client_output(out)
+
+
+def _wait_for_endpoint(server: subprocess.Popen[str], timeout_s: float = 30.0) -> str:
+    """The URL `strand serve` prints once it listens."""
+    assert server.stdout is not None
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([server.stdout], [], [], 0.2)
+        if ready:
+            line = server.stdout.readline()
+            match = re.search(r"listening on (http://\S+)", line)
+            if match:
+                return match.group(1)
+            if not line and server.poll() is not None:
+                break
+    stderr = server.stderr.read() if server.stderr and server.poll() is not None else ""
+    raise AssertionError(f"strand serve did not start: {stderr[-2000:]}")
+
+
+def _check_client_output(out: dict[str, Any]) -> None:
     assert out["create_state"] == "CREATING"
     assert out["describe"] == "ACTIVE"
     assert out["exists"][:2] == [409, "ResourceAlreadyExistsException"]

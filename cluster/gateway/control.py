@@ -90,12 +90,12 @@ NEXT_TOKEN = re.compile(r"^[A-Za-z0-9+/=-]+$")
 UNIQUE_ID = re.compile(r"^[A-Za-z0-9]{22}$")
 LEDGER_ARN = re.compile(r"^arn:aws[a-z-]*:qldb:[a-z0-9-]*:[0-9]*:ledger/([^/]+)$")
 NOT_YET = "not supported yet: journal exports and streams come with issue 14"
-JSON_HEADERS = {"Content-Type": "application/json"}
 
 
 @dataclass(frozen=True, slots=True)
 class ControlResponse:
-    """What the HTTP server sends back: status, JSON body, extra headers."""
+    """What the HTTP server sends back: status, JSON body (the server sets Content-Type:
+    application/json), extra headers (`x-amzn-ErrorType` on errors)."""
 
     status: int
     body: dict[str, Any]
@@ -114,7 +114,7 @@ class ApiError(Exception):
 
     def response(self) -> ControlResponse:
         body: dict[str, Any] = {"Code": self.code, "Message": self.message, **self.fields}
-        return ControlResponse(self.status, body, {**JSON_HEADERS, "x-amzn-ErrorType": self.code})
+        return ControlResponse(self.status, body, {"x-amzn-ErrorType": self.code})
 
 
 def _invalid(message: str, parameter: str | None = None) -> ApiError:
@@ -151,7 +151,12 @@ def handle_control(
     except ApiError as exc:
         return exc.response()
     except Exception as exc:
-        return _mapped(exc).response()
+        try:
+            return _mapped(exc).response()
+        except Exception:  # a bug in the mapping itself: still an answer
+            log.exception("control plane error mapping failed")
+            failure = {"Code": "InternalFailure", "Message": "internal error"}
+            return ControlResponse(500, failure, {"x-amzn-ErrorType": "InternalFailure"})
 
 
 def _mapped(exc: Exception) -> ApiError:
@@ -472,7 +477,7 @@ class _Request:
 
 # ------------------------------------------------------------------ shapes
 def _ok(body: dict[str, Any]) -> ControlResponse:
-    return ControlResponse(200, body, dict(JSON_HEADERS))
+    return ControlResponse(200, body, {})
 
 
 def _epoch_s(moment: datetime.datetime) -> float:

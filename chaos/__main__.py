@@ -2,13 +2,14 @@
 
     python -m chaos run configs/chaos/<name>.toml --out <dir> [--config configs/local-3az.toml]
     python -m chaos list
-    python -m chaos replay configs/chaos/<name>.toml [--seeds N]
+    python -m chaos replay configs/chaos/<name>.toml | <dir>/report.json [--seed S] [--seeds N]
 
 `run` starts a fresh cluster, runs the experiment (chaos/runner.py), writes
 `<dir>/report.json` and `<dir>/timeline.png`, and exits 1 when any check fails. `list` prints
-the fault kinds and the shipped experiments. `replay` runs the experiment's seed (and the
-next seeds) in the deterministic simulator (chaos/ledger_sim.py) under the profile whose
-faults overlap the experiment's, where a failure can be replayed step by step.
+the fault kinds and the shipped experiments. `replay` runs the schedule of an experiment
+(or the one a real run carried out, from its report.json) in the deterministic simulator
+with the run's seed and the next ones (chaos/replay.py), where the fault kinds overlap, so a
+failure can be replayed step by step.
 """
 
 from __future__ import annotations
@@ -19,17 +20,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from chaos.experiments import FAULT_KINDS, ExperimentError, load_experiment
+from chaos.experiments import FAULT_KINDS, ExperimentError
 
 SHIPPED = Path(__file__).resolve().parent.parent / "configs" / "chaos"
-# which simulator profile covers which fault kinds (replay)
-_PROFILES = {
-    "partitions": {"partition-leader", "isolate-follower", "partition-random", "bridge"},
-    "deposed": {"one-way"},
-    "lossy": {"latency", "bandwidth", "slow-close", "reset-peer", "stall"},
-    "crashes": {"kill-leader", "kill-follower", "kill-node-process", "restart-node",
-                "pause-node", "disk-full", "clock-skew"},
-}  # fmt: skip
 
 
 def _list() -> int:
@@ -69,21 +62,32 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from chaos.ledger_sim import PROFILES, LedgerSimulation, SimulationError
+    from chaos.ledger_sim import SimulationError
+    from chaos.replay import UNMODELLED, Replay, schedule_from_file
     from cluster.config import load_config
 
-    experiment = load_experiment(args.experiment, load_config(args.config).node_names)
-    kinds = {fault.kind for fault in experiment.faults}
-    profile = max(_PROFILES, key=lambda name: len(_PROFILES[name] & kinds))
-    seed = experiment.workload.seed
-    print(f"simulator profile {profile!r} (covers {sorted(_PROFILES[profile] & kinds)}), "
-          f"seeds {seed}..{seed + args.seeds - 1}")  # fmt: skip
+    config = load_config(args.config)
+    faults, seed = schedule_from_file(args.schedule, config.node_names)
+    if args.seed is not None:
+        seed = args.seed
+    kinds = sorted({f["kind"] for f in faults})
+    skipped = sorted(set(kinds) & UNMODELLED)
+    print(
+        f"replaying {len(faults)} faults ({', '.join(kinds)}) in the simulator, seeds "
+        f"{seed}..{seed + args.seeds - 1}" + (f"; not modelled: {skipped}" if skipped else "")
+    )
     for s in range(seed, seed + args.seeds):
+        replay = Replay(faults, config.node_names, s, config.election_timeout_ms)
         try:
-            LedgerSimulation(s, PROFILES[profile]).run()
+            summary = replay.run()
         except SimulationError as exc:
             print(f"seed {s}: {exc}")
+            print(f"replay it: python -m chaos replay {args.schedule} --seed {s} --seeds 1")
             return 1
+        print(
+            f"seed {s}: passed, faults applied: {replay.applied}"
+            + (f"; {summary}" if args.verbose else "")
+        )
     print("every seed passed")
     return 0
 
@@ -96,9 +100,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     run_cmd.add_argument("--out", required=True)
     run_cmd.add_argument("--config", default="configs/local-3az.toml")
     commands.add_parser("list", help="fault kinds and shipped experiments")
-    replay = commands.add_parser("replay", help="the experiment's seeds in the simulator")
-    replay.add_argument("experiment")
-    replay.add_argument("--seeds", type=int, default=20)
+    replay = commands.add_parser(
+        "replay", help="an experiment's (or a run's report.json's) schedule in the simulator"
+    )
+    replay.add_argument("schedule", help="configs/chaos/<name>.toml or <out>/report.json")
+    replay.add_argument("--seed", type=int, default=None, help="default: the workload's")
+    replay.add_argument("--seeds", type=int, default=5)
+    replay.add_argument("--verbose", action="store_true")
     replay.add_argument("--config", default="configs/local-3az.toml")
     args = parser.parse_args(argv)
     try:

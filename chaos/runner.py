@@ -317,6 +317,7 @@ class Run:
         return {
             "experiment": self.experiment.name,
             "workload": self.experiment.workload.kind,
+            "seed": self.experiment.workload.seed,
             "attempted": len(h.events),
             "acknowledged": outcomes["ok"],
             "failed": outcomes["fail"],

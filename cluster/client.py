@@ -86,6 +86,9 @@ TEST_SWITCHES = ("STRAND_TEST_BREAK", "STRAND_TEST_STORAGE")  # passed on to the
 class LedgerCluster:
     """A handle on a running cluster (see the module docstring). Safe to share between threads."""
 
+    node_resource = NODE_RESOURCE  # the share of its AZ's resource each node actor takes
+    helper_resource = HELPER_RESOURCE  # the digest actor's
+
     def __init__(self, config: ClusterConfig, *, owns_ray: bool = False) -> None:
         self.config = config
         self._owns_ray = owns_ray
@@ -169,7 +172,7 @@ class LedgerCluster:
         handle = StorageNode.options(  # type: ignore[attr-defined]
             name=self._name(name),
             namespace=NAMESPACE,
-            resources={az: NODE_RESOURCE},
+            resources={az: self.node_resource},
             lifetime=self._lifetime,
             **options,
         ).remote(self.config, name)
@@ -183,7 +186,7 @@ class LedgerCluster:
         self._handles[DIGEST] = DigestActor.options(  # type: ignore[attr-defined]
             name=self._name(DIGEST),
             namespace=NAMESPACE,
-            resources={az: HELPER_RESOURCE},
+            resources={az: self.helper_resource},
             lifetime=self._lifetime,
         ).remote(self.config)
 
@@ -389,10 +392,10 @@ class LedgerCluster:
 
         "linearizable" (default) goes to the leader, which confirms its leadership first
         (ReadIndex); asked of a `node`, it goes there first, and when that node is not the
-        leader (it says so) the read goes on to the leader. "stale" reads whatever `node` (default: the first
-        that answers) holds. A node that finds the entries it needs damaged
-        (CorruptLedgerError: it is repairing them from its peers) is passed over: the read
-        goes to the other nodes' copies.
+        leader (it says so) the read goes on to the leader. "stale" reads whatever `node`
+        (default: the first that answers) holds. A node that finds the entries it needs
+        damaged (CorruptLedgerError: it is repairing them from its peers) is passed over:
+        the read goes to the other nodes' copies.
         """
         if consistency not in ("linearizable", "stale"):
             raise ValueError("consistency is 'linearizable' or 'stale'")

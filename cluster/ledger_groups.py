@@ -70,7 +70,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import cluster.client as client_module
 from cluster.client import LedgerCluster
 from cluster.common import DIGEST, NAMESPACE, actor_name
 from cluster.config import ClusterConfig, LinkConfig, load_config
@@ -186,37 +185,10 @@ def default_data_root(base: ClusterConfig) -> Path:
 
 
 class GroupCluster(LedgerCluster):
-    """A `LedgerCluster` whose actors take a ledger group's small share of their AZ (the
-    spawn methods are LedgerCluster's with that one difference)."""
+    """A `LedgerCluster` whose actors take a ledger group's small share of their AZ."""
 
-    def _spawn_node(self, name: str) -> Any:
-        from cluster.node import StorageNode
-
-        options: dict[str, Any] = {}
-        # the test-only switches LedgerCluster passes on to its nodes (chaos/broken.py, ...)
-        names = getattr(client_module, "TEST_SWITCHES", ("STRAND_TEST_BREAK",))
-        switches = {k: os.environ[k] for k in names if os.environ.get(k)}
-        if switches:
-            options["runtime_env"] = {"env_vars": switches}
-        handle = StorageNode.options(  # type: ignore[attr-defined]
-            name=self._name(name),
-            namespace=NAMESPACE,
-            resources={self.config.node(name).az: GROUP_NODE_RESOURCE},
-            lifetime=self._lifetime,
-            **options,
-        ).remote(self.config, name)
-        self._handles[name] = handle
-        return handle
-
-    def _spawn_digest(self) -> None:
-        from cluster.digest import DigestActor
-
-        self._handles[DIGEST] = DigestActor.options(  # type: ignore[attr-defined]
-            name=self._name(DIGEST),
-            namespace=NAMESPACE,
-            resources={self.config.nodes[0].az: GROUP_HELPER_RESOURCE},
-            lifetime=self._lifetime,
-        ).remote(self.config)
+    node_resource = GROUP_NODE_RESOURCE
+    helper_resource = GROUP_HELPER_RESOURCE
 
 
 class ClusterLedgers:

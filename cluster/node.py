@@ -95,6 +95,8 @@ def open_storage(data_dir: str | os.PathLike[str]) -> Storage:
 
         return LevelDBPowerCutStorage(data_dir)
     return LevelDBStorage(data_dir)
+
+
 FATAL_EXIT_STATUS = 70  # EX_SOFTWARE: Ray sees a dead worker and restarts the actor
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", ""})
 ROOT = Path(__file__).resolve().parent.parent

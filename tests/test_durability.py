@@ -132,7 +132,7 @@ def test_the_node_disk_double_keeps_only_synced_writes_across_a_kill(tmp_path: A
     disk = LevelDBPowerCutStorage(tmp_path / "db")
     disk.write([(b"a", b"1"), (b"b", b"1")], sync=True)
     disk.write([(b"b", b"2"), (b"c", b"2")], [b"a"], sync=False)
-    assert disk.get(b"a") is None and disk.get(b"c") == b"2"
+    assert (disk.get(b"a"), disk.get(b"c")) == (None, b"2")
     disk._level.close()  # noqa: SLF001  (the process dies: nothing more reaches the disk)
     again = LevelDBPowerCutStorage(tmp_path / "db")
     assert list(again.scan(b"", b"z")) == [(b"a", b"1"), (b"b", b"1")]

@@ -3,6 +3,7 @@
     strand status  [--config PATH]          each node's role, term, position and health
     strand scrub   [--config PATH] NODE     check every entry NODE stores now; repair it
     strand rebuild [--config PATH] NODE     replace NODE's storage and re-seed it from its peers
+    strand serve   --data DIR | --cluster CONFIG ...   QLDB's protocols over HTTP (serve.py)
 
 `status` and `scrub` need only the config (they speak the client protocol); `rebuild`
 attaches to the cluster's Ray (RAY_ADDRESS, or the local one) because it replaces an actor's
@@ -31,7 +32,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in ("scrub", "rebuild"):
         command = commands.add_parser(name)
         command.add_argument("node")
+    from cluster.gateway import serve
+
+    serve.add_arguments(commands.add_parser("serve", help="QLDB's protocols over HTTP"))
     args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve.run(args)
     config = load_config(args.config)
     cluster = LedgerCluster(config)
     try:

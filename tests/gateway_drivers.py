@@ -375,6 +375,18 @@ d = QldbDriver(LEDGER, endpoint_url=URL, region_name="us-east-1", verify=CA, **K
 d.execute_lambda(lambda ex: ex.execute_statement("CREATE TABLE T"))
 d.execute_lambda(lambda ex: ex.execute_statement("INSERT INTO T ?", {"a": 1}))
 out["rows"] = d.execute_lambda(lambda ex: len(list(ex.execute_statement("SELECT * FROM T"))))
+# the control plane on the same port: a ledger made through boto3's qldb client, then used
+qldb = boto3.client("qldb", endpoint_url=URL, region_name="us-east-1", verify=CA, **KEYS)
+qldb.create_ledger(Name="made-by-api", PermissionsMode="STANDARD", DeletionProtection=False)
+for _ in range(100):
+    if qldb.describe_ledger(Name="made-by-api")["State"] == "ACTIVE":
+        break
+    time.sleep(0.1)
+with QldbDriver("made-by-api", endpoint_url=URL, region_name="us-east-1", verify=CA,
+                **KEYS) as made:
+    made.execute_lambda(lambda ex: ex.execute_statement("CREATE TABLE Fresh"))
+out["ledgers"] = sorted(x["Name"] for x in qldb.list_ledgers()["Ledgers"])
+out["digest_bytes"] = len(qldb.get_digest(Name="made-by-api")["Digest"])
 def held(ex):
     ex.execute_statement("INSERT INTO T ?", {"a": 2})
     print("OPEN", flush=True)

@@ -469,6 +469,8 @@ def test_strand_serve_tls_and_sigterm(qpy: str, tmp_path: Path) -> None:
         out, err = driver.communicate(timeout=60)
         result = json.loads(out.strip().splitlines()[-1])
         assert result["rows"] == 1
+        assert result["ledgers"] == ["made-by-api", "served"]
+        assert result["digest_bytes"] == 32
         assert result["held"] != "committed"
     finally:
         for proc in (server,):

@@ -126,7 +126,7 @@ def open_ledgers(args: argparse.Namespace) -> Any:
     """The LedgerSet to serve: embedded (`--data`) or on the cluster (`--cluster`)."""
     if args.cluster is not None:
         try:
-            from cluster.ledger_groups import ClusterLedgers  # type: ignore[import-not-found]
+            from cluster.ledger_groups import ClusterLedgers
         except ImportError:
             raise UsageError("--cluster is not available yet in this build") from None
         return ClusterLedgers(args.cluster)

@@ -129,6 +129,8 @@ class Gateway:
         self.scheme = "https" if ssl_context is not None else "http"
         self._idle.set()
         self._sweeper = asyncio.create_task(self._sweep_forever())
+        # build the PartiQL parser now (~3 s on first use) rather than in the first statement
+        asyncio.get_running_loop().run_in_executor(self._session_pool, _warm_up)
         return self.port
 
     async def _sweep_forever(self) -> None:
@@ -258,6 +260,15 @@ class Gateway:
             content_type="application/json",
             headers=headers,
         )
+
+
+def _warm_up() -> None:
+    from core.partiql import parser
+
+    try:
+        parser.parse("SELECT * FROM << 1 >>")
+    except Exception:  # only an optimisation
+        log.debug("parser warm-up failed", exc_info=True)
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes | None:

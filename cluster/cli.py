@@ -29,6 +29,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", default=DEFAULT_CONFIG, help="the cluster's config file")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("status", help="each node's status")
+    from cluster import cli_export  # digest, export, verify, restore (issue 14)
+
+    cli_export.add_commands(commands)
     for name in ("scrub", "rebuild"):
         command = commands.add_parser(name)
         command.add_argument("node")
@@ -36,6 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     serve.add_arguments(commands.add_parser("serve", help="QLDB's protocols over HTTP"))
     args = parser.parse_args(argv)
+    if getattr(args, "run", None) is not None:
+        return cli_export.run(args)
     if args.command == "serve":
         return serve.run(args)
     config = load_config(args.config)

@@ -8,6 +8,7 @@
       abort     [id, 5, transaction_id]
       resolve   [id, 6, transaction_id]
       read      [id, 7, linearizable, payload]          (payload: the read to serve)
+      stream    [id, 8, change]                         (core.streams.op_body)
     outcome   [request_id, 0, transaction_id, value, sequence_no, commit_digest]   done
               [request_id, 1, error, user_error]                                     failed
     error     [class name, message, detail] : a core.errors class, rebuilt by name
@@ -25,7 +26,12 @@ from typing import Any
 import msgpack
 
 from core import errors
-from core.errors import NotLeaderError, StrandError, TransactionCommittedError
+from core.errors import (
+    InvalidArgumentError,
+    NotLeaderError,
+    StrandError,
+    TransactionCommittedError,
+)
 from core.requests import (
     Abort,
     Begin,
@@ -38,10 +44,12 @@ from core.requests import (
     Request,
     Resolve,
     Run,
+    UpdateStream,
 )
+from core.streams import op_body, op_from_body
 from core.wire import WireError
 
-_RUN, _BEGIN, _EXECUTE, _COMMIT, _ABORT, _RESOLVE, _READ = 1, 2, 3, 4, 5, 6, 7
+_RUN, _BEGIN, _EXECUTE, _COMMIT, _ABORT, _RESOLVE, _READ, _STREAM = 1, 2, 3, 4, 5, 6, 7, 8
 _DONE, _FAILED = 0, 1
 
 
@@ -59,6 +67,8 @@ def encode_request(request_id: int, request: Request, read_payload: bytes = b"")
         body += [_ABORT, request.transaction_id]
     elif isinstance(request, Resolve):
         body += [_RESOLVE, request.transaction_id]
+    elif isinstance(request, UpdateStream):
+        body += [_STREAM, op_body(request.op)]
     else:
         body += [_READ, request.linearizable, read_payload]
     return msgpack.packb(body, use_bin_type=True)  # type: ignore[no-any-return]
@@ -102,7 +112,8 @@ def decode_request(data: bytes) -> tuple[int, Request, bytes]:
     """(request id, request, the payload of a read)."""
     body = _unpack(data)
     request_id, kind, fields = body[0], body[1], body[2:]
-    shapes = {_RUN: 3, _BEGIN: 0, _EXECUTE: 2, _COMMIT: 2, _ABORT: 1, _RESOLVE: 1, _READ: 2}
+    shapes = {_RUN: 3, _BEGIN: 0, _EXECUTE: 2, _COMMIT: 2, _ABORT: 1, _RESOLVE: 1, _READ: 2,
+              _STREAM: 1}  # fmt: skip
     if type(kind) is not int or shapes.get(kind) != len(fields):
         raise WireError(f"unknown request kind or arity: {kind!r:.20}")
     if kind == _RUN:
@@ -120,6 +131,11 @@ def decode_request(data: bytes) -> tuple[int, Request, bytes]:
         return request_id, Abort(_str(fields[0])), b""
     if kind == _RESOLVE:
         return request_id, Resolve(_str(fields[0])), b""
+    if kind == _STREAM:
+        try:
+            return request_id, UpdateStream(op_from_body(fields[0])), b""
+        except InvalidArgumentError as exc:
+            raise WireError(str(exc)) from exc
     if type(fields[0]) is not bool:
         raise WireError("linearizable is a boolean")
     return request_id, Read(fields[0]), _bytes(fields[1])

@@ -36,6 +36,11 @@ back resends to the new leader: once that leader is ready (its first entry commi
 proposal of an earlier term is either in the journal or void, so the transaction id alone
 decides, with no clocks and no fencing tokens.
 
+A change to a journal stream's state (`UpdateStream`: create, checkpoint, status; see
+core/streams.py) is proposed as an entry of its own, never a block, and answered Done once
+that index is applied under the term it was proposed in (else "ask the leader": the change
+is idempotent, so the client resends it).
+
 A worker that dies running a transaction: the machine proposes a failure record for its id
 (replicated: every later leader refuses that id) and then fails its caller with
 `TransactionCrashedError`; a worker killed at the transaction's 30 s deadline fails it with
@@ -91,6 +96,7 @@ from core.requests import (
     Resolve,
     Run,
     Serve,
+    UpdateStream,
 )
 from core.transaction import Transaction, decode_state
 
@@ -173,6 +179,7 @@ class CommitMachine:
         self._ready: deque[_Tx] = deque()
         self._batches: dict[int, _Batch] = {}  # log index -> our batch there
         self._records: dict[int, tuple[int, _Tx]] = {}  # log index -> (term, tx)
+        self._stream_ops: dict[int, tuple[int, list[Waiter]]] = {}  # log index -> (term, ...)
         self._reads: list[Waiter] = []  # linearizable reads for the next ReadIndex round
         self._confirm: list[_Tx] = []  # read-only transactions for the next round
         self._round: tuple[int, list[Waiter], list[_Tx]] | None = None  # in flight
@@ -274,6 +281,9 @@ class CommitMachine:
             self._begin(waiter)
         elif isinstance(request, Execute | Commit):
             self._session_request(waiter, request)
+        elif isinstance(request, UpdateStream):
+            index = self.replica.propose_stream(request.op)
+            self._stream_ops[index] = (self.replica.node.term, [waiter])
         elif isinstance(request, Abort):
             tx = self._txs.get(request.transaction_id)
             if tx is not None and tx.session and tx.status in (_OPEN, _RUNNING):
@@ -483,6 +493,11 @@ class CommitMachine:
     def observe(self, out: ReplicaOutput) -> None:
         """What the replica's last `process_ready` applied, and its role and term."""
         for index, term in out.applied:
+            stream_op = self._stream_ops.pop(index, None)
+            if stream_op is not None:  # applied under our term: done; else lost, resend
+                outcome: Outcome = Done() if stream_op[0] == term else Failed(self._not_leader())
+                for waiter in stream_op[1]:
+                    self._reply(waiter, outcome)
             batch = self._batches.pop(index, None)
             if batch is not None:
                 self._decided(batch, committed=batch.term == term)

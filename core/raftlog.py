@@ -6,7 +6,10 @@ Entry data (the bytes Raft replicates) is one of:
   exactly as the journal stores it (`B` keys: `codec.encode(block)`), one group commit;
 - a record, `encode_record`: msgpack [kind, transaction id, message], a transaction that must
   never run again on any replica or later leader: "crashed" (running it crashed a worker)
-  or "resolved" (a client in doubt asked, and it had not committed: now it never will).
+  or "resolved" (a client in doubt asked, and it had not committed: now it never will);
+- a stream change, `encode_stream_op`: msgpack ["stream", body], a change to a journal
+  stream's state (core/streams.py: create, checkpoint, status). Not a block: applied to
+  the `S<stream id>` key on every replica, never in the journal.
 
 Storage layout (`L<index>`, framed msgpack):
 - `[term, data]`: an entry as it arrived, before it is applied;
@@ -32,14 +35,16 @@ from typing import Any
 import msgpack
 
 from core import codec, keys
-from core.errors import CorruptLedgerError
+from core.errors import CorruptLedgerError, InvalidArgumentError
 from core.journal import Block, check_block
 from core.raft import Entry
 from core.storage import Storage
+from core.streams import StreamOp, op_body, op_from_body
 
 META_RAFT_FORMAT = b"Mraft_format"
 RAFT_FORMAT = b"raft-2"
 CRASHED, RESOLVED = "crashed", "resolved"
+STREAM = "stream"
 _TERM_CACHE_MAX = 65_536
 
 
@@ -112,6 +117,37 @@ def decode_record(data: bytes) -> FailureRecord | None:
     ):
         raise CorruptLedgerError("malformed record entry")
     return FailureRecord(body[1], body[0], body[2])
+
+
+def encode_stream_op(op: StreamOp) -> bytes:
+    """A Raft entry's data for a change to a journal stream's state."""
+    return msgpack.packb([STREAM, op_body(op)], use_bin_type=True)  # type: ignore[no-any-return]
+
+
+def is_stream_op(data: bytes) -> bool:
+    return bool(data) and data[0] == 0x92  # a fixarray of 2: records have 3, batches 4
+
+
+def decode_stream_op(data: bytes) -> StreamOp | None:
+    """The stream change an entry carries, or None for any other kind of entry."""
+    if not is_stream_op(data):
+        return None
+    body = _unpack(data)
+    if len(body) != 2 or body[0] != STREAM:
+        raise CorruptLedgerError("malformed stream entry")
+    try:
+        return op_from_body(body[1])
+    except InvalidArgumentError as exc:
+        raise CorruptLedgerError(f"malformed stream entry: {exc}") from exc
+
+
+def check_entry(data: bytes) -> None:
+    """Raise CorruptLedgerError unless `data` is a no-op, a record or a stream change
+    (batches are checked block by block with `decode_batch`)."""
+    if not data or decode_stream_op(data) is not None:
+        return
+    if decode_record(data) is None:
+        raise CorruptLedgerError("an entry of no known kind")
 
 
 def _batch_body(data: bytes) -> list[Any]:

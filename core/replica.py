@@ -1,8 +1,9 @@
 """One replica of a replicated ledger: core.raft's log carries the journal, applied to an Engine.
 
 Theory of operation. Every non-empty Raft entry is a group commit (a batch of blocks,
-`core.raftlog.encode_batch`) or a failure record; the log lives in the replica's own Storage
-beside the engine's ledger keys (`core/raftlog.py` has the layout).
+`core.raftlog.encode_batch`), a failure record, or a change to a journal stream's state
+(`core/streams.py`: applied to its `S<id>` key, never a block); the log lives in the
+replica's own Storage beside the engine's ledger keys (`core/raftlog.py` has the layout).
 
 `Replica` is the host of a `RaftNode`; it is driven, never drives: the node's host (a
 cluster actor, or the simulator) calls `tick`, `step`, `read_index`, the commit machine
@@ -34,7 +35,10 @@ Invariants:
   in a write the crash lost);
 - applied == commit after every `process_ready`, so a ReadState it returns can be served at
   once, and a block is visible on a replica only once it is committed (stored on a majority);
-- a failure record, once applied, is on every replica that applied it (key `F<txid>`).
+- a failure record, once applied, is on every replica that applied it (key `F<txid>`);
+- a stream change is applied with `core.streams.apply_ops` in log order, in the same write
+  as the entry's applied index, so every replica holds the same stream states at the
+  same applied index.
 """
 
 from __future__ import annotations
@@ -56,14 +60,18 @@ from core.raftlog import (
     FailureRecord,
     LogStorage,
     batch_header,
+    check_entry,
     decode_batch,
     decode_record,
+    decode_stream_op,
     encode_batch_raw,
     encode_record,
+    encode_stream_op,
     is_batch,
     upgrade_writes,
 )
 from core.storage import Storage
+from core.streams import StreamOp, StreamState, apply_ops, list_states, read_state
 
 META_RAFT_STATE = b"Mraft_state"
 META_RAFT_APPLIED = b"Mraft_applied"
@@ -239,7 +247,7 @@ class Replica:
                 )
             tip = (header.first_seq + header.count - 1, header.last_hash)
         else:
-            decode_record(data)  # raises for anything that is not a record
+            check_entry(data)  # raises for anything that is not a record or a stream change
         index = node.propose(data)
         assert index is not None
         if tip is not None:
@@ -259,6 +267,17 @@ class Replica:
 
     def propose_failure(self, record: FailureRecord) -> int:
         return self.propose(encode_record(record))
+
+    def propose_stream(self, op: StreamOp) -> int:
+        """Append a change to a journal stream's state (applied on every replica)."""
+        return self.propose(encode_stream_op(op))
+
+    def stream(self, stream_id: str) -> StreamState | None:
+        """A journal stream's state as this replica applied it."""
+        return read_state(self.storage, stream_id)
+
+    def streams(self) -> list[StreamState]:
+        return list_states(self.storage)
 
     def failure(self, transaction_id: str) -> FailureRecord | None:
         """The applied failure record of that transaction, if any."""
@@ -294,7 +313,7 @@ class Replica:
                 decoded[entry.index] = (blocks, raws)
             elif entry.data:
                 try:
-                    decode_record(entry.data)
+                    check_entry(entry.data)
                 except CorruptLedgerError:
                     return False
             tips[entry.index] = (seq, tip_hash)
@@ -364,6 +383,7 @@ class Replica:
             puts.append((META_RAFT_STATE, encode_hard_state(hs.term, hs.vote, hs.commit)))
         blocks: list[Block] = []
         raws: list[bytes] = []
+        stream_ops: list[StreamOp] = []
         for entry in rd.committed:
             if is_batch(entry.data):
                 mine = self._own.pop(entry.index, None)
@@ -376,6 +396,8 @@ class Replica:
                     blocks.extend(got[0])
                     raws.extend(got[1])
                 puts.append(LogStorage.applied_write(entry, batch_header(entry.data)))
+            elif (op := decode_stream_op(entry.data)) is not None:
+                stream_ops.append(op)
             elif entry.data:
                 record = decode_record(entry.data)
                 assert record is not None
@@ -384,6 +406,8 @@ class Replica:
                 )
         if work.own and blocks:
             raise AssertionError("a leader's own batches and others' in one apply")
+        if stream_ops:
+            puts.extend(apply_ops(self.storage, stream_ops))
         if rd.committed:
             puts.append((META_RAFT_APPLIED, keys.encode_u64(rd.committed[-1].index)))
         if blocks:

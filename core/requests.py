@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from core.errors import StrandError
+from core.streams import StreamOp
 
 # ----------------------------------------------------------------- requests
 
@@ -70,7 +71,16 @@ class Read:
     linearizable: bool
 
 
-Request = Run | Begin | Execute | Commit | Abort | Resolve | Read
+@dataclass(frozen=True, slots=True)
+class UpdateStream:
+    """Change a journal stream's replicated state (core/streams.py: create, checkpoint,
+    status). Done once the change is applied under the term it was proposed in; every
+    change is idempotent, so a client resends it after a lost reply or a leader change."""
+
+    op: StreamOp
+
+
+Request = Run | Begin | Execute | Commit | Abort | Resolve | Read | UpdateStream
 
 # ----------------------------------------------------------------- worker jobs
 

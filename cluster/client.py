@@ -71,7 +71,9 @@ from core.requests import (
     Request,
     Resolve,
     Run,
+    UpdateStream,
 )
+from core.streams import StreamOp
 from core.transaction import Transaction
 
 T = TypeVar("T")
@@ -383,6 +385,13 @@ class LedgerCluster:
         assert isinstance(outcome, Done)
         assert outcome.transaction_id is not None
         return ClusterTransaction(self, node, outcome.transaction_id)
+
+    def update_stream(self, op: StreamOp) -> None:
+        """Replicate a change to a journal stream's state (cluster/streams.py); returns once
+        it is applied on a majority. Changes are idempotent: resent until decided."""
+        outcome = self._call(UpdateStream(op))
+        if isinstance(outcome, Failed):
+            self._raise(outcome)
 
     # ----------------------------------------------------------------- reads
     def query(

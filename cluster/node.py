@@ -58,7 +58,7 @@ from cluster.config import ClusterConfig
 from cluster.scrub import Scrubber
 from cluster.transport import Transport
 from cluster.workers import WorkerPool
-from core import client_wire, keys, queries, wire
+from core import client_wire, keys, queries, streams, wire
 from core.commit import CommitMachine
 from core.errors import (
     CorruptLedgerError,
@@ -561,7 +561,16 @@ def _documents(host: NodeHost, table: str) -> list[dict[str, Any]]:
     return out
 
 
+def _stream(host: NodeHost, stream_id: str) -> bytes | None:
+    """A journal stream's state as this node applied it (core.streams.encode_state)."""
+    state = host.replica.stream(stream_id)
+    return None if state is None else streams.encode_state(state)
+
+
 _READS: dict[str, Callable[..., Any]] = {
+    "stream": _stream,
+    "streams": lambda host: [streams.encode_state(s) for s in host.replica.streams()],
+    "durable_seq": lambda host: host.engine.durable_seq,
     "status": lambda host: host.status(),
     "transaction_ids": _transaction_ids,
     "documents": _documents,

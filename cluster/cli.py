@@ -4,6 +4,7 @@
     strand scrub   [--config PATH] NODE     check every entry NODE stores now; repair it
     strand rebuild [--config PATH] NODE     replace NODE's storage and re-seed it from its peers
     strand serve   --data DIR | --cluster CONFIG ...   QLDB's protocols over HTTP (serve.py)
+    strand import  FILE --table T | --qldb-export DIR --digest F ...   rows in (cli_import.py)
 
 `status` and `scrub` need only the config (they speak the client protocol); `rebuild`
 attaches to the cluster's Ray (RAY_ADDRESS, or the local one) because it replaces an actor's
@@ -38,11 +39,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from cluster.gateway import serve
 
     serve.add_arguments(commands.add_parser("serve", help="QLDB's protocols over HTTP"))
+    from cluster import cli_import  # rows, or a verified QLDB export, into a ledger (issue 14)
+
+    cli_import.add_arguments(commands.add_parser("import", help="rows or a QLDB export in"))
     args = parser.parse_args(argv)
     if getattr(args, "run", None) is not None:
         return cli_export.run(args)
     if args.command == "serve":
         return serve.run(args)
+    if args.command == "import":
+        return cli_import.run(args)
     config = load_config(args.config)
     cluster = LedgerCluster(config)
     try:

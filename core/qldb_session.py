@@ -28,7 +28,7 @@ page, every page but a lone oversized value stays within `max_bytes` and `max_va
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -238,10 +238,13 @@ class SessionTable:
         if open_tx is not None:
             self._orphans.append(open_tx.handle)
 
-    def sweep(self, now_ms: int) -> None:
+    def sweep(self, now_ms: int, busy: Collection[str] = ()) -> None:
         """Expire idle sessions and transactions past their timeout (their handles become
-        orphans; the session of an expired transaction stays, as pyqldb keeps it)."""
+        orphans; the session of an expired transaction stays, as pyqldb keeps it). Sessions
+        whose token is in `busy` (a command running) are left to that command."""
         for session in list(self._sessions.values()):
+            if session.token in busy:
+                continue
             if now_ms - session.last_used_ms > self.limits.idle_timeout_ms:
                 self.remove(session)
             elif (

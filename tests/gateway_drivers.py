@@ -292,7 +292,7 @@ print(json.dumps(out))
 """
 )
 
-# Against a gateway with a 1 s transaction timeout and a 1.5 s idle timeout, and the
+# Against a gateway with a 1.5 s transaction timeout and a 2 s idle timeout, and the
 # protocol's refusals through the low-level client.
 EXPIRY_AND_ERRORS = (
     COMMON
@@ -303,7 +303,7 @@ calls = [0]
 def slow(ex):
     calls[0] += 1
     ex.execute_statement("SELECT * FROM T")
-    time.sleep(1.2)  # past the transaction timeout, within the idle timeout
+    time.sleep(1.7)  # past the transaction timeout, within the idle timeout
     ex.execute_statement("INSERT INTO T ?", {"late": True})
 try:
     d.execute_lambda(slow)

@@ -107,7 +107,7 @@ def main_gw(tmp_path_factory: pytest.TempPathFactory) -> Any:
 @pytest.fixture(scope="module")
 def short_gw(tmp_path_factory: pytest.TempPathFactory) -> Any:
     root = tmp_path_factory.mktemp("gw-short")
-    limits = SessionLimits(idle_timeout_ms=1500, max_lifetime_ms=0, transaction_timeout_ms=1000)
+    limits = SessionLimits(idle_timeout_ms=2000, max_lifetime_ms=0, transaction_timeout_ms=1500)
     gw = _gateway(_ledger_set(root, ["short"]), limits)
     yield gw
     gw.stop()

@@ -209,7 +209,8 @@ class SessionService:
 
     def sweep(self) -> None:
         """Expire idle sessions and overdue transactions now (the server calls it often)."""
-        self._table.sweep(self._clock_ms())
+        busy = {token for token, lock in self._locks.items() if lock.locked()}
+        self._table.sweep(self._clock_ms(), busy)
         self._abort_orphans()
 
     async def close(self) -> None:
@@ -379,6 +380,8 @@ class SessionService:
         try:
             values = await self._ledger_call(_execute, open_tx.handle, statement, parameters)
         except QldbSessionError as exc:
+            # past its timeout, whatever went wrong: say so (pyqldb then does not retry)
+            self._table.transaction(session, transaction_id, self._clock_ms())
             if exc.code in ("InvalidSessionException", "OccConflictException"):
                 self._table.drop_transaction(session)  # the transaction cannot go on
             raise

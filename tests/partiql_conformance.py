@@ -36,6 +36,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from amazon.ion import simpleion
+from amazon.ion.core import IonType
 from amazon.ion.simple_types import IonPyDict, IonPyList, IonPyNull, IonPySymbol
 from amazon.ion.symbols import SymbolToken
 
@@ -45,8 +46,12 @@ from core.partiql.data import MISSING, Bag, Context
 
 ROOT = Path(__file__).resolve().parent / "vectors"
 DATA = ROOT / "partiql-tests" / "partiql-tests-data"
+EXTENDED_DATA = ROOT / "partiql-tests" / "partiql-tests-data-extended"
+EXTENDED = "extended/"  # folder prefix (and case id prefix) of the extended suite
 SCOPE_FILE = ROOT / "partiql_scope.toml"
-FOLDERS = ("eval", "eval-equiv", "success/syntax", "fail/syntax", "fail/static-analysis")
+MAIN_FOLDERS = ("eval", "eval-equiv", "success/syntax", "fail/syntax", "fail/static-analysis")
+EXTENDED_FOLDERS = (f"{EXTENDED}eval", f"{EXTENDED}fail/static-analysis")
+FOLDERS = MAIN_FOLDERS + EXTENDED_FOLDERS
 _MODES = {"EvalModeCoerce": "coerce", "EvalModeError": "error"}
 
 
@@ -118,7 +123,7 @@ def convert(value: Any) -> Any:
         items = [convert(v) for v in value]
         if "$bag" in notes:
             return Bag(items)
-        out = IonPyList.from_value(value.ion_type, items)
+        out = IonPyList.from_value(getattr(value, "ion_type", IonType.LIST), items)
         return out
     if isinstance(value, IonPyDict):
         result = IonPyDict.from_value(value.ion_type, {})
@@ -140,7 +145,7 @@ def load_cases(folders: Sequence[str] = FOLDERS) -> list[Case]:
     cases: list[Case] = []
     seen: dict[str, int] = {}
     for folder in folders:
-        base = DATA / folder
+        base = suite_dir(folder)
         for path in sorted(base.rglob("*.ion")):
             rel = path.relative_to(base).as_posix()
             with path.open("rb") as fp:
@@ -152,6 +157,17 @@ def load_cases(folders: Sequence[str] = FOLDERS) -> list[Case]:
                     case = Case(**{**case.__dict__, "id": f"{case.id}#{n}"})
                 cases.append(case)
     return cases
+
+
+def suite_dir(folder: str) -> Path:
+    """Where a folder's files are: `extended/...` in the extended suite, else the main one."""
+    if folder.startswith(EXTENDED):
+        return EXTENDED_DATA / folder.removeprefix(EXTENDED)
+    return DATA / folder
+
+
+def suite_of(case_id: str) -> str:
+    return "extended" if case_id.startswith(EXTENDED) else "main"
 
 
 def _walk(

@@ -1,7 +1,8 @@
-"""The PartiQL conformance suite as pytest: every in-scope case must pass, and every
-exclusion pattern in tests/vectors/partiql_scope.toml must still match at least one case (no stale
-entries). The suite is split by folder (and the large eval folder by its subfolders) so
-failures point at an area and the parts can run in parallel."""
+"""The PartiQL conformance suites (main and extended) as pytest: every in-scope case must
+pass, and every exclusion pattern in tests/vectors/partiql_scope.toml must still match at
+least one case (no stale entries). The suites are split by folder (and the large eval
+folders by their subfolders) so failures point at an area and the parts can run in
+parallel."""
 
 from __future__ import annotations
 
@@ -22,6 +23,9 @@ _GROUPS = (
     "success/syntax",
     "fail/syntax",
     "fail/static-analysis",
+    "extended/eval/primitives/functions",
+    "extended/eval/",
+    "extended/fail/static-analysis",
 )
 
 

@@ -121,9 +121,14 @@ def test_integer_division_and_errors() -> None:
     assert V.arithmetic("%", 10, -3, E) == 1
     with pytest.raises(PartiQLEvaluationError):
         V.arithmetic("/", 1, 0, E)
-    assert V.arithmetic("/", 1, 0, C) is MISSING
-    with pytest.raises(PartiQLEvaluationError):
-        V.arithmetic("+", 2**63 - 1, 1, E)
+    # data errors raise in coerce mode too (partiql-tests-data-extended/eval/primitives/int.ion)
+    for op, a, b in (("/", 1, 0), ("%", 1, 0), ("/", 1.0, 0), ("/", Decimal(1), 0)):
+        with pytest.raises(PartiQLEvaluationError):
+            V.arithmetic(op, a, b, C)
+    for mode in (E, C):
+        with pytest.raises(PartiQLEvaluationError):
+            V.arithmetic("+", 2**63 - 1, 1, mode)
+    assert V.arithmetic("+", "a", 1, C) is MISSING  # a type error is still MISSING
     assert V.arithmetic("+", 2**63 - 2, 1, E) == 2**63 - 1
     assert V.negate(Decimal("-0.0000"), E) == 0
 
@@ -447,7 +452,10 @@ def test_to_string_and_to_timestamp() -> None:
     assert ts_text(call("to_timestamp", "02-2016", "MM-yyyy")) == "2016-02T"
     assert ts_text(call("to_timestamp", "Feb 2016", "MMM yyyy")) == "2016-02T"
     assert ts_text(call("to_timestamp", "February 2016", "MMMM yyyy")) == "2016-02T"
-    assert call("to_timestamp", "nope", ctx=CTX_C) is MISSING
+    for ctx in (CTX_C, CTX_E):  # text it cannot read is a data error in both modes
+        with pytest.raises(PartiQLEvaluationError, match="not an Ion timestamp"):
+            call("to_timestamp", "nope", ctx=ctx)
+    assert call("to_timestamp", 1, ctx=CTX_C) is MISSING  # a type error is MISSING
 
 
 def test_datetime_comparisons() -> None:

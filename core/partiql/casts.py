@@ -7,8 +7,10 @@ partiql-lang-kotlin behaviour QLDB ran:
 - NULL casts to NULL and MISSING to MISSING for every target; a cast *to* MISSING or NULL
   is an error in every mode.
 - bool -> number: 1/0; number -> bool: non-zero; text -> bool: 'true'/'false' (any case).
-- number -> int truncates toward zero and must fit the target's range (SMALLINT 16 bits,
-  INT4 32, INT/INTEGER/BIGINT/INT8 64); text -> int accepts an optional sign, leading
+- number -> int rounds half to even (CAST(1.5 AS INT) is 2, CAST(0.5 AS INT) is 0, as
+  partiql-lang-kotlin does) and must fit the target's range (SMALLINT 16 bits, INT4 32,
+  INT/INTEGER/BIGINT/INT8 64): a number out of range is a data error, raised in both modes
+  (the extended suite's int.ion); text -> int accepts an optional sign, leading
   zeros, and 0x/0b prefixes ('-0x0A' is -10), nothing else.
 - DECIMAL(p, s) rounds half-up to scale s and needs the integer digits to fit p - s.
 - anything scalar -> string/symbol uses its PartiQL text; timestamps their Ion text.
@@ -25,7 +27,7 @@ from __future__ import annotations
 import datetime
 import math
 import re
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
 from amazon.ion.core import IonType
@@ -86,11 +88,20 @@ class _CastError(Exception):
     pass
 
 
+class _RangeError(_CastError):
+    """A number that does not fit the target integer: a data error, raised in both modes."""
+
+
 def _int_range(bits: int, n: int) -> int:
     if not -(2 ** (bits - 1)) <= n < 2 ** (bits - 1):
         shown = str(n) if n.bit_length() <= 256 else f"an integer of {n.bit_length()} bits"
-        raise _CastError(f"{shown} does not fit a {bits}-bit integer")
+        raise _RangeError(f"{shown} does not fit a {bits}-bit integer")
     return n
+
+
+def _round_int(d: Decimal) -> int:
+    """A finite number rounded half to even to an integer (CAST(2.5 AS INT) is 2)."""
+    return int(d.to_integral_value(rounding=ROUND_HALF_EVEN))
 
 
 def _to_int(v: Any, t: str, bits: int) -> int:
@@ -101,17 +112,24 @@ def _to_int(v: Any, t: str, bits: int) -> int:
     if t == "float":
         if not math.isfinite(v):
             raise _CastError(f"cannot cast {v} to an integer")
-        return _int_range(bits, int(v))
+        if abs(v) >= 2.0**bits:  # never build the int of 1e308
+            raise _RangeError(f"{v} does not fit a {bits}-bit integer")
+        return _int_range(bits, _round_int(Decimal(v)))
     if t == "decimal":
         d = Decimal(v)
-        if d.is_finite() and d.adjusted() > bits:  # never build the int of 1E+999999999
-            raise _CastError(f"{d} does not fit a {bits}-bit integer")
-        return _int_range(bits, int(d))
+        if not d.is_finite():
+            raise _CastError(f"cannot cast {d} to an integer")
+        if d.adjusted() > bits:  # never build the int of 1E+999999999
+            raise _RangeError(f"{d} does not fit a {bits}-bit integer")
+        return _int_range(bits, _round_int(d))
     if t in pv.TEXT:
         m = _INT_TEXT.fullmatch(pv.text_of(v))
         if not m:
             raise _CastError(f"{pv.text_of(v)!r} is not an integer")
         sign = -1 if m[1] == "-" else 1
+        digits = (m[2] or m[3] or m[4]).lstrip("0")
+        if len(digits) > (bits if m[3] else bits // 2):  # never parse 5,000 digits
+            raise _RangeError(f"{pv.text_of(v)[:40]!r} does not fit a {bits}-bit integer")
         if m[2]:
             n = int(m[2], 16)
         elif m[3]:
@@ -342,6 +360,8 @@ def cast(
         return None
     try:
         return _convert(value, target, tuple(type_args))
+    except _RangeError as e:
+        raise PartiQLEvaluationError(str(e)) from None
     except _CastError as e:
         return pv.fail(mode, str(e))
 

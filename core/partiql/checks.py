@@ -9,6 +9,8 @@ PartiQLSemanticError for (extra functions: names, or names with (min, max) argum
 - a constant argument of a type the function or operator never accepts: `UPPER(1)`,
   `'a' || 1`, `1 LIKE 'x'`, `TRIM(LEADING 1 FROM '')`, `EXTRACT(YEAR FROM 1)` (only
   literals and constructors have a static type here; anything else is checked when it runs);
+- a date part DATE_ADD or DATE_DIFF does not take (TIMEZONE_HOUR, TIMEZONE_MINUTE), in
+  every mode;
 - a CAST to DECIMAL(p, s) with p < 1 or s > p;
 - a select-list item without an alias whose path fans out (`SELECT foo[*]`, `SELECT
   foo.*.bar`), or a `.*` after anything but a variable and `.field` steps (`SELECT foo[1].*`);
@@ -228,6 +230,10 @@ class _Checker:
             return
         quantified = bool(node.args) and _is_quantifier(node.args[0])
         functions.check_call(node.name, len(node.args), quantified)
+        if node.name in ("date_add", "date_diff") and node.args:
+            part = node.args[0]
+            if isinstance(part, ast.DatePart) and part.part not in functions.ARITHMETIC_DATE_PARTS:
+                raise PartiQLSemanticError(f"{node.name} does not take {part.part.upper()}")
         signature = functions.ARGUMENT_TYPES.get(node.name)
         if signature is not None and self.strict:
             _expect(node.name, list(node.args), list(signature))

@@ -124,20 +124,10 @@ def make_timestamp(
         return Timestamp(
             year, month, day, hour, minute, second, 0, tz, precision=prec, fractional_precision=0
         )
-    exp = frac.as_tuple().exponent
-    assert isinstance(exp, int)
+    # amazon-ion derives microsecond and fractional_precision from fractional_seconds
+    # (giving either as well is refused unless they agree digit for digit)
     return Timestamp(
-        year,
-        month,
-        day,
-        hour,
-        minute,
-        second,
-        None,
-        tz,
-        precision=prec,
-        fractional_precision=min(-exp, 6),
-        fractional_seconds=frac,
+        year, month, day, hour, minute, second, None, tz, precision=prec, fractional_seconds=frac
     )
 
 
@@ -350,6 +340,15 @@ def date_diff(part: str, a: datetime.datetime, b: datetime.datetime) -> int:
     return int(months / 12) if part == "year" else months
 
 
+def time_diff(part: str, a: Time, b: Time) -> int:
+    """DATE_DIFF(part, a, b) of two SQL TIMEs: whole hours, minutes or seconds from a to b
+    on the UTC time line (a time without an offset counts as UTC)."""
+    part = part.lower()
+    if part not in ("hour", "minute", "second"):
+        raise DateTimeError(f"DATE_DIFF of two TIMEs does not support {part}")
+    return int((time_instant(b) - time_instant(a)) / _PART_SECONDS[part])
+
+
 # ============================================================================ formats
 
 _MONTHS = [calendar.month_name[i] for i in range(1, 13)]
@@ -391,6 +390,12 @@ def _format_offset(sym: str, off: int) -> str:
     raise DateTimeError(f"invalid format symbol {sym!r}")
 
 
+def _fraction_digits(frac: Decimal, n: int) -> str:
+    """The first n digits of a fraction (0 <= frac < 1), padded with zeros, never rounded."""
+    digits = format(frac, "f").partition(".")[2]
+    return (digits + "0" * n)[:n]
+
+
 def to_string(t: datetime.datetime, fmt: str) -> str:
     """TO_STRING(t, fmt) with QLDB's timestamp format symbols."""
     out: list[str] = []
@@ -424,10 +429,9 @@ def to_string(t: datetime.datetime, fmt: str) -> str:
         elif c == "s":
             out.append(f"{t.second:0{n}d}")
         elif c == "S":
-            digits = str(fraction(t).quantize(Decimal(1).scaleb(-9)))[2:] + "0" * n
-            out.append(digits[:n])
+            out.append(_fraction_digits(fraction(t), n))
         elif c == "n":
-            out.append(str(int(fraction(t) * 10**9)))
+            out.append(str(int(fraction(t).scaleb(9))))
         elif c in "Xx":
             out.append(_format_offset(tok, off))
         else:
@@ -448,9 +452,11 @@ def _symbol_regex(tok: str) -> str:
     if c == "S":
         return rf"(\d{{{n}}})"
     if c == "n":
-        return r"(\d{1,9})"
-    if c in "Xx":
+        return r"(\d+)"
+    if c == "X":  # X writes a zero offset as Z; x always as digits
         return r"(Z|z|[+-]\d{2}(?::?\d{2})?)"
+    if c == "x":
+        return r"([+-]\d{2}(?::?\d{2})?)"
     raise DateTimeError(f"invalid format symbol {tok!r}")
 
 
@@ -500,7 +506,10 @@ def to_timestamp(text: str, fmt: str | None = None) -> Timestamp:
         elif c == "S":
             f["frac"] = Decimal("0." + val)
         elif c == "n":
-            f["frac"] = Decimal(int(val)).scaleb(-9)
+            nanos = int(val)
+            if nanos >= 10**9:
+                raise DateTimeError(f"nano-of-second {val} out of range")
+            f["frac"] = Decimal(nanos).scaleb(-9)
         elif c == "a":
             f["pm"] = val.lower() == "pm"
         else:
@@ -509,6 +518,8 @@ def to_timestamp(text: str, fmt: str | None = None) -> Timestamp:
         raise DateTimeError("a format must include the year")
     hour = f.get("hour", 0)
     if f.get("h12"):
+        if not 1 <= hour <= 12:
+            raise DateTimeError(f"clock-hour-of-am-pm {hour} out of range 1 to 12")
         hour = hour % 12 + (12 if f.get("pm") else 0)
     if "frac" in f or "second" in f:
         prec = TimestampPrecision.SECOND

@@ -98,8 +98,19 @@ ARGUMENT_TYPES: Mapping[str, tuple[frozenset[str] | None, ...]] = MappingProxyTy
         "upper": (_TEXT,),
         "substring": (_TEXT, _INT, _INT),
         "position": (_TEXT, _TEXT),
+        "text_replace": (_TEXT, _TEXT, _TEXT),
+        "size": (_SIZED,),
+        "cardinality": (_SIZED,),
+        "to_string": (_TS, _TEXT),
+        "to_timestamp": (_TEXT, _TEXT),
+        "date_add": (None, _INT, _TS | {"date"}),
+        "date_diff": (None, _TS | {"date", "time"}, _TS | {"date", "time"}),
     }
 )
+
+# The date parts DATE_ADD and DATE_DIFF take (EXTRACT also takes the two timezone ones);
+# another part is refused before the statement runs.
+ARITHMETIC_DATE_PARTS = frozenset({"year", "month", "day", "hour", "minute", "second"})
 
 
 def _char_length(args: list[Any], ctx: Context) -> Any:
@@ -118,6 +129,17 @@ def _octet_length(args: list[Any], ctx: Context) -> Any:
 def _bit_length(args: list[Any], ctx: Context) -> Any:
     r = _octet_length(args, ctx)
     return r * 8 if isinstance(r, int) else r
+
+
+def _text_replace(args: list[Any], ctx: Context) -> Any:
+    """TEXT_REPLACE(s, from, to): every non-overlapping occurrence of `from`, left to
+    right, replaced by `to` (an empty `from` matches between every two code points and at
+    both ends, as Java's String.replace does: 'ab' gives 'XaXbX')."""
+    r = _guard("text_replace", args, ARGUMENT_TYPES["text_replace"], ctx.mode)
+    if r is not _OK:
+        return r
+    text, old, new = (pv.text_of(a) for a in args)
+    return text.replace(old, new)
 
 
 def _lower(args: list[Any], ctx: Context) -> Any:
@@ -265,7 +287,7 @@ def _tupleunion(args: list[Any], ctx: Context) -> Any:
 
 
 def _cardinality(args: list[Any], ctx: Context) -> Any:
-    r = _guard("cardinality", args, [_SIZED], ctx.mode)
+    r = _guard("cardinality", args, ARGUMENT_TYPES["size"], ctx.mode)
     return r if r is not _OK else len(pv.elements(args[0]))
 
 
@@ -288,32 +310,39 @@ def _date_arg(v: Any) -> Any:
     return dt.date_to_timestamp(v) if isinstance(v, dt.Date) else v
 
 
-def _dated(fname: str, fn: Callable[[], Any], mode: str) -> Any:
+def _dated(fname: str, fn: Callable[[], Any]) -> Any:
+    """Run a date function on arguments of the right types. What it refuses then (a format
+    pattern or text it cannot read, a date part it does not take, a result beyond Ion's
+    years 1 to 9999) is a data error, raised in both modes: partiql-lang-kotlin's
+    permissive mode, which QLDB ran, throws these too (the extended suite's *_invalid)."""
     try:
         return fn()
     except (dt.DateTimeError, ValueError, OverflowError) as e:
-        # ValueError/OverflowError: what Python's datetime refuses (a year out of range,
-        # a timestamp with more fractional digits than microseconds can hold)
-        return pv.fail(mode, f"{fname}: {e}")
+        # ValueError/OverflowError: what Python's datetime refuses (a year out of range)
+        raise PartiQLEvaluationError(f"{fname}: {e}") from None
 
 
 def _date_add(args: list[Any], ctx: Context) -> Any:
     part = str(args[0])
-    r = _guard("date_add", args[1:], [_INT, _TS | {"date"}], ctx.mode)
+    r = _guard("date_add", args[1:], ARGUMENT_TYPES["date_add"][1:], ctx.mode)
     if r is not _OK:
         return r
     n, t = int(args[1]), _date_arg(args[2])
-    return _dated("date_add", lambda: dt.date_add(part, n, t), ctx.mode)
+    return _dated("date_add", lambda: dt.date_add(part, n, t))
 
 
 def _date_diff(args: list[Any], ctx: Context) -> Any:
     part = str(args[0])
-    ts = _TS | {"date"}
-    r = _guard("date_diff", args[1:], [ts, ts], ctx.mode)
+    r = _guard("date_diff", args[1:], ARGUMENT_TYPES["date_diff"][1:], ctx.mode)
     if r is not _OK:
         return r
-    a, b = _date_arg(args[1]), _date_arg(args[2])
-    return _dated("date_diff", lambda: dt.date_diff(part, a, b), ctx.mode)
+    a, b = args[1], args[2]
+    if isinstance(a, dt.Time) or isinstance(b, dt.Time):
+        if not (isinstance(a, dt.Time) and isinstance(b, dt.Time)):
+            return pv.fail(ctx.mode, "date_diff: a TIME is compared only with a TIME")
+        return _dated("date_diff", lambda: dt.time_diff(part, a, b))
+    a, b = _date_arg(a), _date_arg(b)
+    return _dated("date_diff", lambda: dt.date_diff(part, a, b))
 
 
 def extract(part: str, value: Any, mode: str) -> Any:
@@ -321,7 +350,10 @@ def extract(part: str, value: Any, mode: str) -> Any:
     r = _guard("extract", [value], [_TS | {"date", "time"}], mode)
     if r is not _OK:
         return r
-    return _dated("extract", lambda: dt.extract(part, value), mode)
+    try:
+        return dt.extract(part, value)
+    except dt.DateTimeError as e:  # a field the value's type lacks (YEAR of a TIME)
+        return pv.fail(mode, f"extract: {e}")
 
 
 def _extract(args: list[Any], ctx: Context) -> Any:
@@ -329,18 +361,18 @@ def _extract(args: list[Any], ctx: Context) -> Any:
 
 
 def _to_string(args: list[Any], ctx: Context) -> Any:
-    r = _guard("to_string", args, [_TS, _TEXT], ctx.mode)
+    r = _guard("to_string", args, ARGUMENT_TYPES["to_string"], ctx.mode)
     if r is not _OK:
         return r
-    return _dated("to_string", lambda: dt.to_string(args[0], pv.text_of(args[1])), ctx.mode)
+    return _dated("to_string", lambda: dt.to_string(args[0], pv.text_of(args[1])))
 
 
 def _to_timestamp(args: list[Any], ctx: Context) -> Any:
-    r = _guard("to_timestamp", args, [_TEXT, _TEXT], ctx.mode)
+    r = _guard("to_timestamp", args, ARGUMENT_TYPES["to_timestamp"], ctx.mode)
     if r is not _OK:
         return r
     fmt = pv.text_of(args[1]) if len(args) > 1 else None
-    return _dated("to_timestamp", lambda: dt.to_timestamp(pv.text_of(args[0]), fmt), ctx.mode)
+    return _dated("to_timestamp", lambda: dt.to_timestamp(pv.text_of(args[0]), fmt))
 
 
 # ============================================================================ aggregates
@@ -562,6 +594,7 @@ _TABLE = [
     _f("upper", 1, 1, _upper),
     _f("substring", 2, 3, _substring),
     _f("position", 2, 2, _position),
+    _f("text_replace", 3, 3, _text_replace),
     _f("overlay", 3, 4, _overlay),
     _f("trim", 1, 3, _trim),
     _f("abs", 1, 1, _abs),

@@ -5,11 +5,12 @@ they follow).
 Invariants (see values.py's docstring for the full rules): a known operand of the wrong type
 fails(mode) before unknowns are considered; then MISSING in an operand gives MISSING and null
 gives null. Numbers promote int < float < decimal; decimals round to 34 digits (38 for
-division); int division and % truncate toward zero; division by zero and int64 overflow of
-int64 operands fail(mode). A result beyond core/limits.py's bounds on numbers raises
-ValueOutOfRangeError in every mode, and a product is refused before it is computed, so no
-operation works on numbers of more than about twice MAX_INT_DIGITS digits. Pure functions,
-no state.
+division); int division and % truncate toward zero. Division by zero and int64 overflow of
+int64 operands are data errors, not type errors: they raise PartiQLEvaluationError in both
+modes (partiql-lang-kotlin's permissive mode, which QLDB ran, throws them too). A result
+beyond core/limits.py's bounds on numbers raises ValueOutOfRangeError in every mode, and a
+product is refused before it is computed, so no operation works on numbers of more than
+about twice MAX_INT_DIGITS digits. Pure functions, no state.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import math
 from decimal import Decimal
 from typing import Any
 
+from core.errors import PartiQLEvaluationError
 from core.limits import check_number, check_product
 from core.partiql.data import MISSING
 
@@ -75,7 +77,7 @@ def _int_result(r: int, a: int, b: int, mode: str) -> Any:
         and INT64_MIN <= a <= INT64_MAX
         and INT64_MIN <= b <= INT64_MAX
     ):
-        return fail(mode, "integer overflow")
+        raise PartiQLEvaluationError("integer overflow")
     return r
 
 
@@ -87,7 +89,7 @@ def _int_arith(op: str, a: int, b: int, mode: str) -> Any:
     if op == "*":
         return _int_result(a * b, a, b, mode)
     if b == 0:
-        return fail(mode, "division by zero")
+        raise PartiQLEvaluationError("division by zero")
     q = abs(a) // abs(b)
     if (a < 0) != (b < 0):
         q = -q
@@ -104,7 +106,7 @@ def _float_arith(op: str, a: float, b: float, mode: str) -> Any:
     if op == "*":
         return a * b
     if b == 0:
-        return fail(mode, "division by zero")
+        raise PartiQLEvaluationError("division by zero")
     if op == "/":
         return a / b
     return math.nan if math.isinf(a) else math.fmod(a, b)  # IEEE: inf % b is NaN
@@ -119,12 +121,12 @@ def _decimal_arith(op: str, a: Decimal, b: Decimal, mode: str) -> Any:
         if op == "*":
             return DECIMAL_CONTEXT.multiply(a, b)
         if b.is_zero():
-            return fail(mode, "division by zero")
+            raise PartiQLEvaluationError("division by zero")
         if op == "/":
             return DIVISION_CONTEXT.divide(a, b)
         return DECIMAL_CONTEXT.remainder(a, b)
     except (decimal.InvalidOperation, decimal.Overflow):
-        return fail(mode, f"decimal {op} out of range")
+        raise PartiQLEvaluationError(f"decimal {op} out of range") from None
 
 
 def arithmetic(op: str, a: Any, b: Any, mode: str) -> Any:

@@ -45,6 +45,7 @@ from core.partiql.runtime import (
 )
 
 _ROWS = "\x00rows"  # the pre-group rows of a group, for aggregates
+_ABSENT = "\x00absent"  # the keys of a group whose first value was MISSING (for `SELECT *`)
 _ROW = "\x00row"  # an output row of a set operation, for its ORDER BY
 
 
@@ -230,11 +231,10 @@ def _compile_group(
         groups: dict[Any, Bindings] = {}
         for row in stream:
             key_values = [fn(rt, row) for _, fn, _ in keys]
-            key_values = [None if v is MISSING else v for v in key_values]
-            hkey = tuple(ops.group_key(v) for v in key_values)
+            hkey = tuple(ops.group_key(None if v is MISSING else v) for v in key_values)
             g = groups.get(hkey)
             if g is None:
-                g = {**b, **{a: v for (a, _, _), v in zip(keys, key_values, strict=True)}}
+                g = _new_group(b, keys, key_values)
                 g[_ROWS] = []
                 if group_as is not None:
                     g[group_as] = Bag()
@@ -250,6 +250,20 @@ def _compile_group(
         return list(groups.values())
 
     return group, post, post_scope
+
+
+def _new_group(b: Bindings, keys: list[tuple[str, Fn, ast.Expr]], values: list[Any]) -> Bindings:
+    """A group's bindings from the key values of its first row. NULL and MISSING fall in
+    one group: its key reads as null, and `SELECT *` leaves it out (`_ABSENT`) when the
+    first value seen was MISSING."""
+    g = {**b}
+    absent = []
+    for (alias, _, _), v in zip(keys, values, strict=True):
+        g[alias] = None if v is MISSING else v
+        if v is MISSING:
+            absent.append(alias)
+    g[_ABSENT] = frozenset(absent)
+    return g
 
 
 def _group_alias(item: ast.ProjectItem, position: int) -> str:
@@ -370,6 +384,16 @@ def _compile_projection(
         value = comp.value(project.value, scope)
         key = comp.value(project.key, scope)
         return _PivotFn(key, value)
+    if isinstance(project, ast.ProjectStar) and grouped:
+        # after GROUP BY, `*` is the group's variables by name: its keys (a MISSING key is
+        # left out) and its GROUP AS
+        names = [v for v in from_vars if not v.startswith("\x00")]
+
+        def group_star(rt: Runtime, b: Bindings) -> Any:
+            absent = b.get(_ABSENT, ())
+            return make_struct((v, b[v]) for v in names if v in b and v not in absent)
+
+        return group_star
     if isinstance(project, ast.ProjectStar):
         visible = [v for v in from_vars if not v.startswith("\x00")]
 

@@ -746,10 +746,10 @@ def _read_listed(
         for decoded in _decode(data, listing.output_format, readers):
             if decoded.block is None:
                 what = "line" if listing.output_format != ION_BINARY else "value"
-                problem = f"{what} {decoded.position}: {decoded.error}"
+                position = f"{what} {decoded.position}"
                 if verifier is None:
-                    raise ExportFormatError(f"{where}: {problem}")
-                verifier.add_problem(where, None, problem)
+                    raise ExportFormatError(f"{where}: {position}: {decoded.error}")
+                verifier.add_unreadable(where, position, str(decoded.error))
                 continue
             yield where, decoded.block
 

@@ -133,6 +133,7 @@ class ExportVerifier:
         self._next_seq: int | None = None
         self._key = ""
         self._claimed: tuple[int, int] | None = None
+        self._gap = False  # a block was missing or unreadable: the root cannot be computed
 
     # --- feeding ----------------------------------------------------------------------------
     def start_object(self, key: str, claimed: tuple[int, int] | None) -> None:
@@ -144,6 +145,11 @@ class ExportVerifier:
         self.report.problem_count += 1
         if len(self.report.problems) < MAX_PROBLEMS:
             self.report.problems.append(ExportProblem(key, sequence_no, problem))
+
+    def add_unreadable(self, key: str, position: str, error: str) -> None:
+        """A block that could not be read: located at the block expected there."""
+        self._gap = True
+        self.add_problem(key, self._next_seq, f"{position}: {error}")
 
     def _fail(self, seq: int | None, problem: str) -> None:
         self.add_problem(self._key, seq, problem)
@@ -175,6 +181,7 @@ class ExportVerifier:
             report.first_seq = seq
             self._start_tree(seq)
         elif seq != self._next_seq:
+            self._gap = True
             self._fail(seq, f"block {self._next_seq} was expected here")
         if address.get("strandId") != self.strand_id:
             self._fail(seq, f"belongs to strand {address.get('strandId')!r}, not the digest's")
@@ -234,6 +241,12 @@ class ExportVerifier:
         report = self.report
         if report.first_seq is None:
             self.add_problem(self._key, None, "the export holds no block")
+        elif not report.root_checked and self._gap:
+            self.add_problem(
+                self._key,
+                None,
+                "blocks are missing or unreadable: the Merkle root cannot be computed",
+            )
         elif not report.root_checked and self._tree is not None:
             last = report.last_seq
             self.add_problem(

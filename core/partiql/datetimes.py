@@ -24,7 +24,6 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any
 
-from amazon.ion import simpleion
 from amazon.ion.core import Timestamp, TimestampPrecision
 
 from core.iontext import IonTextError, load_text
@@ -557,6 +556,27 @@ def _parse_offset_loose(text: str) -> int:
 
 
 def timestamp_text(t: datetime.datetime) -> str:
-    """The Ion text of a timestamp (for CAST(t AS STRING))."""
-    text: str = simpleion.dumps(t, binary=False, omit_version_marker=True)
-    return text.strip()
+    """The Ion text of a timestamp (for CAST(t AS STRING)), every fraction digit kept
+    (amazon-ion's text writer cuts fractions after 9 digits): `2017T`, `2017-02T`,
+    `2017-02-03`, `2017-02-03T04:05Z`, `...T04:05:06.1230-00:00` (unknown offset)."""
+    prec = precision(t)
+    text = f"{t.year:04d}"
+    if prec == TimestampPrecision.YEAR:
+        return text + "T"
+    text += f"-{t.month:02d}"
+    if prec == TimestampPrecision.MONTH:
+        return text + "T"
+    text += f"-{t.day:02d}"
+    if prec == TimestampPrecision.DAY:
+        return text
+    text += f"T{t.hour:02d}:{t.minute:02d}"
+    if prec == TimestampPrecision.SECOND:
+        text += f":{t.second:02d}"
+        frac = fraction(t)
+        exponent = frac.as_tuple().exponent
+        if isinstance(exponent, int) and exponent < 0:
+            text += "." + format(frac, "f").partition(".")[2]
+    off = offset_minutes(t)
+    if off is None:
+        return text + "-00:00"
+    return text + ("Z" if off == 0 else _offset_text(off, ":", True))

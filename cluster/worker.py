@@ -32,7 +32,7 @@ import socket
 import struct
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import Any
 
 import msgpack
@@ -112,6 +112,19 @@ class RemoteView:
     def scan_docs(self, table_id: str) -> Iterator[tuple[str, DocState]]:
         for doc_id, raw in self._read("scan", table_id):
             yield doc_id, decode_doc(raw)
+
+    def count_docs(
+        self,
+        table_id: str,
+        excluding: Collection[str] = (),
+        charge: Callable[[int], None] | None = None,
+    ) -> int:
+        """The count, from the same read as a scan (the node sends the table's entries)."""
+        rows = self._read("scan", table_id)
+        if charge is not None:
+            charge(len(rows))
+        skip = set(excluding)
+        return sum(1 for doc_id, _ in rows if doc_id not in skip)
 
     def index_doc_ids(self, index_id: str, value_hash: bytes) -> list[str]:
         """The ids, with each document read in the same round trip (served by read_doc)."""

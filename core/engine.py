@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import datetime
 import struct
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -298,6 +298,27 @@ class Engine:
             state = self._decode_doc(raw, table_id, doc_id)
             if state is not None:
                 yield doc_id, state
+
+    def count_docs(
+        self,
+        table_id: str,
+        excluding: Collection[str] = (),
+        charge: Callable[[int], None] | None = None,
+    ) -> int:
+        """How many live documents the table holds, leaving out the ids in `excluding`,
+        from the keys alone: no value is read or decoded (a `D` key exists exactly while
+        its document is live; a damaged value does not change that). `charge(n)` is called
+        every few thousand keys (a statement's deadline)."""
+        prefix = keys.doc_prefix(table_id)
+        skip = {prefix + d.encode("ascii") for d in excluding}
+        count = 0
+        for chunk in self.storage.key_chunks(prefix, keys.prefix_end(prefix)):
+            count += len(chunk)
+            if skip:
+                count -= sum(1 for key in chunk if key in skip)
+            if charge is not None:
+                charge(len(chunk))
+        return count
 
     def index_doc_ids(self, index_id: str, value_hash: bytes) -> list[str]:
         prefix = keys.index_prefix(index_id, value_hash)

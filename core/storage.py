@@ -7,7 +7,8 @@ random operation sequences:
 - Keys and values are `bytes`; keys sort bytewise. `scan(start, stop)` yields the pairs with
   `start <= key < stop` in ascending order (descending with `reverse=True`). A scan sees the
   store as it was when `scan()` was called (LevelDB's implicit snapshot), whatever is
-  written while it is being consumed.
+  written while it is being consumed. `key_chunks(start, stop)` yields the same keys without
+  their values (what counting a table reads) in chunks, under the same snapshot rule.
 - `write(puts, deletes)` is ONE atomic batch: the deletes are applied, then the puts (so a
   key in both ends up put; a key put twice keeps the last value). Concurrent readers see
   all of a batch or none of it, and after a crash the store holds all of it or none of it.
@@ -93,6 +94,11 @@ class Storage(Protocol):
         """The greatest key with start <= key < stop, or None."""
         ...
 
+    def key_chunks(self, start: bytes, stop: bytes) -> Iterator[list[bytes]]:
+        """The keys with start <= key < stop, ascending, in lists of a few thousand, without
+        their values (what a count reads); the same snapshot rule as `scan`."""
+        ...
+
     def write(
         self,
         puts: Sequence[tuple[bytes, bytes]],
@@ -127,6 +133,7 @@ def _check_bounds(start: bytes, stop: bytes) -> None:
 
 
 _SCAN_CHUNK: Final = 256  # pairs read per guarded step of a LevelDB scan
+_KEY_CHUNK: Final = 4096  # keys read per guarded step of a LevelDB key scan
 
 
 # ---------------------------------------------------------------------------------------------
@@ -173,6 +180,20 @@ class MemoryStorage:
         for pair in pairs:
             self._check_open()
             yield pair
+
+    def key_chunks(self, start: bytes, stop: bytes) -> Iterator[list[bytes]]:
+        _check_bounds(start, stop)
+        with self._lock:
+            self._check_open()
+            lo = bisect.bisect_left(self._keys, start)
+            hi = bisect.bisect_left(self._keys, stop, lo) if start < stop else lo
+            keys = self._keys[lo:hi]  # the snapshot, taken now
+        return self._iterate_keys(keys)
+
+    def _iterate_keys(self, keys: list[bytes]) -> Iterator[list[bytes]]:
+        for lo in range(0, len(keys), _KEY_CHUNK):
+            self._check_open()
+            yield keys[lo : lo + _KEY_CHUNK]
 
     def last_key(self, start: bytes, stop: bytes) -> bytes | None:
         _check_bounds(start, stop)
@@ -336,6 +357,38 @@ class LevelDBStorage:
         finally:
             self._exit()
         return self._iterate(iterator, start if reverse else None)
+
+    def key_chunks(self, start: bytes, stop: bytes) -> Iterator[list[bytes]]:
+        _check_bounds(start, stop)
+        db = self._enter()
+        try:  # the iterator (and so its snapshot) is made now, not at the first next()
+            iterator = db.iterator(
+                start=start, stop=stop, include_value=False, verify_checksums=True
+            )
+        except (plyvel.Error, RuntimeError) as exc:
+            raise _storage_error(exc, "scan") from exc
+        finally:
+            self._exit()
+        return self._iterate_keys(iterator)
+
+    def _iterate_keys(self, iterator: Any) -> Iterator[list[bytes]]:
+        try:
+            while True:
+                self._enter()
+                try:
+                    chunk: list[bytes] = list(itertools.islice(iterator, _KEY_CHUNK))
+                except (plyvel.Error, RuntimeError) as exc:
+                    raise _storage_error(exc, "scan") from exc
+                finally:
+                    self._exit()
+                if self._db is None:
+                    raise StorageClosedError(f"the storage at {self.path} is closed")
+                if chunk:
+                    yield chunk
+                if len(chunk) < _KEY_CHUNK:
+                    return
+        finally:
+            self._close_iterator(iterator)
 
     def _iterate(self, iterator: Any, lower: bytes | None) -> Iterator[tuple[bytes, bytes]]:
         try:

@@ -24,7 +24,7 @@ import decimal
 import functools
 import io
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
@@ -92,6 +92,13 @@ class ReadView(Protocol):
     def read_doc(self, table_id: str, doc_id: str) -> DocState | None: ...
 
     def scan_docs(self, table_id: str) -> Iterator[tuple[str, DocState]]: ...
+
+    def count_docs(
+        self,
+        table_id: str,
+        excluding: Collection[str] = (),
+        charge: Callable[[int], None] | None = None,
+    ) -> int: ...
 
     def index_doc_ids(self, index_id: str, value_hash: bytes) -> list[str]: ...
 
@@ -637,74 +644,117 @@ class Transaction:
     ) -> list[tuple[str, dict[str, Any]]]:
         """Live documents (own writes included) that may match: every document when
         `values` is None (a table read); with `field` None, the documents with those ids;
-        with an indexed field, the index's entries for those values (narrow reads);
-        otherwise the whole table. The caller filters."""
+        with an indexed field (`index_for`: any spelling of it), the index's entries for
+        those values (narrow reads); otherwise the whole table. The caller filters."""
         self._check_open()
         found: dict[str, dict[str, Any] | None] = {}
         if values is not None and field is None:
             for doc_id in values:
                 found[doc_id] = self._current(table, doc_id)
             return [(d, data) for d, data in found.items() if data is not None]
-        committed = self._view.catalog.tables.get(table.table_id)
-        index = None if field is None else self._committed_index(table, field)
-        if values is not None and index is not None:
-            for value in values:
-                key = value_key(value)
-                self._read("x", index.index_id, key)
-                for doc_id in self._view.index_doc_ids(index.index_id, key):
-                    state = self._read_doc(table.table_id, doc_id)
-                    found[doc_id] = None if state is None else state.data
-        elif committed is not None:
-            self._read("t", table.table_id)
-            for doc_id, state in self._view.scan_docs(table.table_id):
-                found[doc_id] = state.data
+        index = None if field is None else self.index_for(table, field)
+        if values is None or index is None:
+            return list(self.scan_documents(table))
+        for value in values:
+            key = value_key(value)
+            self._read("x", index.index_id, key)
+            for doc_id in self._view.index_doc_ids(index.index_id, key):
+                state = self._read_doc(table.table_id, doc_id)
+                found[doc_id] = None if state is None else state.data
         for (table_id, doc_id), pending in self.writes.items():
             if table_id == table.table_id:  # own writes, as private copies
                 found[doc_id] = None if pending.data is None else codec.unpack(pending.packed)
         return [(doc_id, data) for doc_id, data in found.items() if data is not None]
+
+    def scan_documents(self, table: TableDef) -> Iterator[tuple[str, dict[str, Any]]]:
+        """Every live document of the table (own writes included), streamed: documents are
+        read from storage and decoded one at a time as the caller consumes them, so a scan
+        holds one chunk of the table in memory, not the table. The read of the whole table
+        is recorded now, before storage is read (its mark is then at or below the snapshot
+        the scan reads: a commit in between conflicts, never goes unseen), and own writes
+        are taken as they are now."""
+        self._check_open()
+        own = {d: w for (t, d), w in self.writes.items() if t == table.table_id}
+        committed = table.table_id in self._view.catalog.tables
+        if committed:
+            self._read("t", table.table_id)
+        return self._stream(table.table_id, committed, own)
+
+    def _stream(
+        self, table_id: str, committed: bool, own: dict[str, PendingWrite]
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        if committed:
+            for doc_id, state in self._view.scan_docs(table_id):
+                pending = own.pop(doc_id, None) if own else None
+                if pending is None:
+                    yield doc_id, state.data
+                elif pending.data is not None:  # own write, as a private copy
+                    yield doc_id, codec.unpack(pending.packed)
+        for doc_id, pending in own.items():
+            if pending.data is not None:
+                yield doc_id, codec.unpack(pending.packed)
+
+    def count_documents(self, table: TableDef, charge: Callable[[int], None] | None = None) -> int:
+        """How many live documents the table holds (own writes included): what
+        `len(list(scan_documents(table)))` is, with the same read recorded, counted from
+        storage keys without reading or decoding a document."""
+        self._check_open()
+        own = {d: w for (t, d), w in self.writes.items() if t == table.table_id}
+        count = sum(1 for w in own.values() if w.data is not None)
+        if table.table_id in self._view.catalog.tables:
+            self._read("t", table.table_id)
+            count += self._view.count_docs(table.table_id, own.keys(), charge)
+        return count
 
     def narrow_lookup(self, table: TableDef, field: str) -> bool:
         """Whether select_documents(table, field, values) reads through an index (narrowly)
         rather than the whole table."""
-        return self._committed_index(table, field) is not None
+        return self.index_for(table, field) is not None
 
-    def _committed_index(self, table: TableDef, field: str) -> IndexDef | None:
-        """The committed index on `field` (an index created in this transaction is built
-        only at commit, so it cannot be read yet)."""
+    def index_for(self, table: TableDef, field: str) -> IndexDef | None:
+        """The committed index a lookup on top-level `field` reads (an index created in
+        this transaction is built only at commit, so it cannot be read yet): the index on
+        `field` spelled exactly so, else the first index on a field equal to it up to case.
+        An index files every value of every top-level field named as it is up to case
+        (`index_keys`), so either holds an entry for every document whose `field` (quoted
+        or not) can equal a value: a superset, which the query's WHERE then filters."""
         committed = self._view.catalog.tables.get(table.table_id)
-        return None if committed is None else committed.index_on(field)
+        if committed is None:
+            return None
+        exact = committed.index_on(field)
+        if exact is not None:
+            return exact
+        low = field.lower()
+        return next((i for i in committed.indexes if i.field.lower() == low), None)
 
-    def committed_documents(self, table: TableDef) -> list[tuple[str, DocState]]:
-        """The table's committed live documents (a table read; own writes not included)."""
+    def committed_documents(self, table: TableDef) -> Iterator[tuple[str, DocState]]:
+        """The table's committed live documents, streamed (a table read, recorded now; own
+        writes not included)."""
         self._check_open()
         self._read("t", table.table_id)
         if table.table_id not in self._view.catalog.tables:
-            return []
-        return list(self._view.scan_docs(table.table_id))
+            return iter(())
+        return self._view.scan_docs(table.table_id)
 
     def _candidates(
         self, table: TableDef, keys: Mapping[str, bytes]
-    ) -> list[tuple[str, dict[str, Any]]]:
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """The documents a find() must check: an index's entries for one of the fields
+        (narrow reads), else the whole table, streamed."""
+        field = next((f for f in keys if self.index_for(table, f) is not None), None)
+        if field is None:
+            return self.scan_documents(table)
+        index = self.index_for(table, field)
+        assert index is not None
         found: dict[str, dict[str, Any] | None] = {}
-        index = next((table.index_on(f) for f in keys if table.index_on(f)), None)
-        committed_index = self._view.catalog.tables.get(table.table_id)
-        if (
-            index is not None
-            and committed_index is not None
-            and committed_index.index_on(index.field)
-        ):
-            self._read("x", index.index_id, keys[index.field])
-            for doc_id in self._view.index_doc_ids(index.index_id, keys[index.field]):
-                state = self._read_doc(table.table_id, doc_id)
-                found[doc_id] = None if state is None else state.data
-        elif table.table_id in self._view.catalog.tables:
-            self._read("t", table.table_id)
-            for doc_id, state in self._view.scan_docs(table.table_id):
-                found[doc_id] = state.data
+        self._read("x", index.index_id, keys[field])
+        for doc_id in self._view.index_doc_ids(index.index_id, keys[field]):
+            state = self._read_doc(table.table_id, doc_id)
+            found[doc_id] = None if state is None else state.data
         for (table_id, doc_id), pending in self.writes.items():
             if table_id == table.table_id:  # own writes, as private copies
                 found[doc_id] = None if pending.data is None else codec.unpack(pending.packed)
-        return [(doc_id, data) for doc_id, data in found.items() if data is not None]
+        return iter([(doc_id, data) for doc_id, data in found.items() if data is not None])
 
     # ----------------------------------------------------------------- redaction
     def redact_revision(self, block_address: object, table_id: str, doc_id: str) -> dict[str, Any]:

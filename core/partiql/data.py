@@ -16,7 +16,8 @@ Two values exist only inside the query language:
 transaction id for TXID, extra functions such as the ledger's `history`, the deadline its
 loops charge); `Source` is a table the ledger lends the evaluator, scanned lazily with an
 optional `Lookup` hint so that an equality on an indexed field or the document id reads
-narrowly.
+narrowly; a Source streams its rows (the evaluator keeps no more of a table than it needs)
+and may count them without producing them (`count`, for `COUNT(*)`).
 
 Invariants: MISSING is falsy and unique (pickling returns the same object); a Bag is never an
 Ion list to the rest of Strand (code that stores values converts bags to lists first).
@@ -113,3 +114,8 @@ class Source:
         """Whether a Lookup on `field` (None: the document id) reads only the rows it
         selects; if not, the evaluator reads the table once and does the matching itself."""
         raise NotImplementedError
+
+    def count(self, charge: Callable[[int], None]) -> int | None:
+        """How many rows `scan(None)` gives, if the source can tell without producing them
+        (None: it cannot, the evaluator counts the rows); `charge(n)` as work is done."""
+        return None

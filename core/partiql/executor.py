@@ -28,7 +28,7 @@ unknown table is a TableNotFoundError, never an empty result.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from core import codec
@@ -444,7 +444,7 @@ class _TableSource(Source):
 
     def scan(self, lookup: Lookup | None) -> Iterable[tuple[str | None, Any]]:
         if lookup is None:
-            return self._tx.select_documents(self.table)
+            return self._tx.scan_documents(self.table)  # streamed
         if lookup.field is None:  # `=` finds a string equal to the symbol of its text
             texts = [pv.text_of(v) for v in lookup.values if pv.type_name(v) in pv.TEXT]
             return self._tx.select_documents(self.table, None, [t for t in texts if is_id(t)])
@@ -455,6 +455,9 @@ class _TableSource(Source):
 
     def narrow(self, field: str | None) -> bool:
         return field is None or self._tx.narrow_lookup(self.table, field)
+
+    def count(self, charge: Callable[[int], None]) -> int | None:
+        return self._tx.count_documents(self.table, charge)
 
 
 class _CommittedSource(Source):

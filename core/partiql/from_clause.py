@@ -59,6 +59,7 @@ from core.partiql.runtime import (
     is_sequence,
     is_struct,
     is_true,
+    stream_blocks,
     struct_items,
 )
 from core.partiql.values import group_key
@@ -158,6 +159,9 @@ class FromCompiler:
         field = chosen.field if chosen is not None else None
         out_scope = scope.extend(n for n in (alias, at, by) if n is not None)
         early = self._early_filters(alias, out_scope)
+        # no variable is bound before this scan (the first FROM item of a query that is not
+        # nested in another's FROM variables): it runs once per evaluation
+        once = uncorrelated and not scope.names
 
         def keep(rt: Runtime, row: Bindings) -> bool:
             try:
@@ -181,6 +185,11 @@ class FromCompiler:
                     else:
                         found = list(value.scan(wanted))
                     for block in blocks(rt, found):
+                        for doc_id, doc in block:
+                            yield bind(b, doc, MISSING, doc_id)
+                    return
+                if once and probe is None:  # scanned once: streamed, never held whole
+                    for block in stream_blocks(rt, value.scan(None)):
                         for doc_id, doc in block:
                             yield bind(b, doc, MISSING, doc_id)
                     return
@@ -214,6 +223,20 @@ class FromCompiler:
             return row
 
         return rows, out_scope
+
+    def count(self, node: ast.Scan, scope: Scope) -> Fn:
+        """For a FROM clause that is this one scan and a query with no WHERE or LET: the
+        number of rows the scan gives, when its value is a Source that can count them
+        without producing them (`Source.count`), else None (the caller counts rows)."""
+        source = self.comp.from_source(node.expr, scope)
+
+        def count(rt: Runtime, b: Bindings) -> int | None:
+            value = source(rt, b)
+            if isinstance(value, Source) and not isinstance(value, (list, dict)):
+                return value.count(rt.deadline.charge)
+            return None
+
+        return count
 
     def _early_filters(self, alias: str, scope: Scope) -> list[Fn]:
         """The WHERE conjuncts a scan can apply to its rows at once (predicate pushdown):

@@ -47,6 +47,7 @@ from core.partiql.runtime import (
 _ROWS = "\x00rows"  # the pre-group rows of a group, for aggregates
 _ABSENT = "\x00absent"  # the keys of a group whose first value was MISSING (for `SELECT *`)
 _ROW = "\x00row"  # an output row of a set operation, for its ORDER BY
+_AGGS = "\x00aggs"  # what a group accumulated for each aggregate (see _compile_group)
 
 
 def compile_query(node: ast.Select | ast.SetOp, scope: Scope) -> Fn:
@@ -85,9 +86,12 @@ def _key_alias(item: ast.ProjectItem, position: int) -> str:
 
 def compile_select(sel: ast.Select, outer: Scope) -> Fn:
     comp = Compiler()
+    count_rows: Fn | None = None
     if sel.from_ is not None:
         fc = FromCompiler(comp, narrowings(sel.where), sel.where, tuple(n for _, n in sel.let))
         from_rows, scope = fc.item(sel.from_, outer)
+        if sel.where is None and not sel.let and isinstance(sel.from_, ast.Scan):
+            count_rows = fc.count(sel.from_, outer)  # its rows, counted by the source
         from_vars = list(fc.variables)
         aliases = list(fc.aliases)
         at_names = frozenset(fc.at_names)
@@ -121,7 +125,7 @@ def compile_select(sel: ast.Select, outer: Scope) -> Fn:
     star_vars = aliases
     if grouped:
         sel = replace(sel, group_by=_group_by_select_aliases(sel, scope))
-        group_fn, post, post_scope = _compile_group(sel, scope, from_vars)
+        group_fn, post, post_scope = _compile_group(sel, scope, from_vars, count_rows)
         star_vars = [n for n in post_scope.names[len(outer.names) :] if n != _ROWS]
     elif sel.having is not None:
         raise PartiQLSemanticError("HAVING without GROUP BY or aggregates")
@@ -183,7 +187,7 @@ def _count_arg(rt: Runtime, value: Any, what: str) -> int | None:
 
 
 def _compile_group(
-    sel: ast.Select, scope: Scope, from_vars: list[str]
+    sel: ast.Select, scope: Scope, from_vars: list[str], count_rows: Fn | None = None
 ) -> tuple[Callable[[Runtime, Bindings, Iterator[Bindings]], list[Bindings]], Compiler, Scope]:
     pre = Compiler()
     group_by = sel.group_by
@@ -203,11 +207,23 @@ def _compile_group(
         form = _normal_form(node, scope)
         return next((alias for f, alias in forms if same_expr(f, form)), None)
 
+    # every aggregate the clauses after GROUP BY use: (argument or None for COUNT(*)); a
+    # group accumulates what they need as rows arrive (`_AGGS`) unless it must keep its rows
+    aggregates: list[Fn | None] = []
+
     def aggregate(node: ast.Aggregate, agg_scope: Scope) -> Fn:
         arg = pre.value(node.arg, scope) if node.arg is not None else None
         name, distinct = node.name, node.distinct
+        position = len(aggregates)
+        aggregates.append(arg)
 
         def run(rt: Runtime, b: Bindings) -> Any:
+            accumulated = b.get(_AGGS)
+            if accumulated is not None:
+                if arg is None:
+                    count: int = accumulated[position]
+                    return count
+                return ops.aggregate(rt, name, accumulated[position], distinct)
             group = b[_ROWS]
             charge_size(rt, len(group))
             if arg is None:
@@ -228,6 +244,8 @@ def _compile_group(
     whole_table = group_by is None or not group_by.keys  # no GROUP BY, or GROUP ALL
 
     def group(rt: Runtime, b: Bindings, stream: Iterator[Bindings]) -> list[Bindings]:
+        if group_as is None and (not rt.strict or all(a is None for a in aggregates)):
+            return accumulate(rt, b, stream)
         groups: dict[Any, Bindings] = {}
         for row in stream:
             key_values = [fn(rt, row) for _, fn, _ in keys]
@@ -247,6 +265,43 @@ def _compile_group(
             if group_as is not None:
                 g[group_as] = Bag()
             groups[()] = g
+        return list(groups.values())
+
+    def accumulate(rt: Runtime, b: Bindings, stream: Iterator[Bindings]) -> list[Bindings]:
+        """`group` keeping no rows: each group holds a count per COUNT(*) and the argument's
+        values per other aggregate, taken from each row as it streams by (without GROUP AS,
+        nothing after grouping reads the rows themselves). In error mode only COUNT(*),
+        whose argument cannot raise, is taken early: an aggregate that is never evaluated
+        (in a CASE branch not taken) must not raise."""
+        groups: dict[Any, Bindings] = {}
+        total = None
+        if whole_table and not keys and count_rows is not None and not any(aggregates):
+            total = count_rows(rt, b)  # only COUNT(*): the source may count without rows
+        if total is not None:
+            stream = iter(())
+        for row in stream:
+            key_values = [fn(rt, row) for _, fn, _ in keys]
+            hkey = tuple(ops.group_key(None if v is MISSING else v) for v in key_values)
+            g = groups.get(hkey)
+            if g is None:
+                g = _new_group(b, keys, key_values)
+                g[_AGGS] = [0 if a is None else [] for a in aggregates]
+                groups[hkey] = g
+            accumulated = g[_AGGS]
+            for i, arg in enumerate(aggregates):
+                if arg is None:
+                    accumulated[i] += 1
+                else:
+                    accumulated[i].append(arg(rt, row))
+        if whole_table and not groups:
+            groups[()] = {**b, _AGGS: [0 if a is None else [] for a in aggregates]}
+        if total is not None:
+            accumulated = groups[()][_AGGS]
+            for i, arg in enumerate(aggregates):
+                if arg is None:
+                    accumulated[i] = total
+        for g in groups.values():
+            g[_ROWS] = []  # never read: every aggregate reads _AGGS
         return list(groups.values())
 
     return group, post, post_scope

@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
+from itertools import islice
 from typing import Any
 
 from amazon.ion.core import IonType
@@ -233,6 +234,17 @@ def blocks(rt: Runtime, items: Sequence[Any]) -> Iterable[Sequence[Any]]:
 def _blocks(charge: Callable[[int], None], items: Sequence[Any]) -> Iterator[Sequence[Any]]:
     for lo in range(0, len(items), BLOCK_ROWS):
         block = items[lo : lo + BLOCK_ROWS]
+        charge(len(block))
+        yield block
+
+
+def stream_blocks(rt: Runtime, items: Iterable[Any]) -> Iterator[list[Any]]:
+    """`blocks` over an iterable consumed as it goes (a streamed table scan): at most
+    BLOCK_ROWS items are taken from it at a time, each block charged before it is handed
+    out."""
+    it = iter(items)
+    charge = rt.deadline.charge
+    while block := list(islice(it, BLOCK_ROWS)):
         charge(len(block))
         yield block
 

@@ -38,6 +38,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--types", help="CSV column types: col=int,col2=decimal,...")
     parser.add_argument("--index", action="append", default=[], help="index FIELD (repeat)")
     parser.add_argument("--batch-size", type=int, default=40, help="documents per transaction")
+    parser.add_argument("--parallel", type=int, default=8, help="batches in flight at once")
     parser.add_argument("--checkpoint", type=Path, help="checkpoint file (default: beside input)")
     parser.add_argument("--rejects", type=Path, help="rejected rows, JSON Lines")
     parser.add_argument("--import-id", help="name this import anew (imports a file again)")
@@ -139,6 +140,7 @@ def run(args: argparse.Namespace) -> int:
                     record_path=args.record,
                     checkpoint_path=args.checkpoint,
                     progress=progress,
+                    parallel=args.parallel,
                 )
             out: dict[str, Any] = {
                 "verified": {
@@ -167,6 +169,7 @@ def run(args: argparse.Namespace) -> int:
                     rejects_path=args.rejects,
                     import_id=args.import_id,
                     progress=progress,
+                    parallel=args.parallel,
                 )
             run_s = done.run.elapsed_s
             out = {

@@ -73,6 +73,7 @@ from core.qldb_export import (
 from core.transaction import Transaction
 
 CHECKPOINT_VERSION = 1
+DEFAULT_PARALLEL_BATCHES = 8  # batches in flight: one group commit, one checkpoint write
 MIGRATION_TABLE = "strand_migration"
 FORMATS = ("jsonl", "csv", "ion")
 csv.field_size_limit(64 * 1024 * 1024)  # rows beyond 128 KB are refused as documents instead
@@ -98,8 +99,9 @@ class ImportFailed(StrandError):
 
 @dataclass(frozen=True, slots=True)
 class Hooks:
-    """Test seams: called after a batch committed (before its checkpoint), and after its
-    checkpoint was written; an exception they raise stops the import there."""
+    """Test seams: called after a batch committed and its side-file lines were written but
+    before its checkpoint, and after its checkpoint was written; an exception they raise
+    stops the import there (a kill at the worst moment)."""
 
     after_commit: Callable[[int], None] | None = None
     after_checkpoint: Callable[[int], None] | None = None
@@ -394,6 +396,42 @@ def _ids_from_block(target: Target, strand_seq: tuple[str, int]) -> list[str]:
     return [str(r["metadata"]["id"]) for r in block["revisions"]]
 
 
+def _commit(
+    target: Target, key: str, batch: Batch, want_ids: bool
+) -> tuple[bool, list[str] | None]:
+    """Commit one batch under its id: (True, ids) when this run committed it, (False, ids
+    or None) when the journal already held it; ImportFailed when it was refused."""
+    if not batch.documents:
+        return True, []
+    tx_id = batch_transaction_id(key, batch.number)
+    try:
+        ids = target.execute_lambda(
+            functools.partial(insert_documents, batch.documents), transaction_id=tx_id
+        )
+        return True, list(ids)
+    except TransactionCommittedError as exc:  # committed by an earlier run
+        if want_ids and exc.sequence_no is not None:
+            strand = target.get_digest()["digestTipAddress"]["strandId"]
+            return False, _ids_from_block(target, (strand, exc.sequence_no))
+        return False, None
+    except StrandError as exc:
+        raise ImportFailed(
+            f"batch {batch.number} (records before {batch.next_record}) was refused, "
+            f"nothing of it written: {type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _groups(batches: Iterator[Batch], size: int) -> Iterator[list[Batch]]:
+    group: list[Batch] = []
+    for batch in batches:
+        group.append(batch)
+        if len(group) >= size:
+            yield group
+            group = []
+    if group:
+        yield group
+
+
 def run_batches(
     target: Target,
     batches: Iterator[Batch],
@@ -401,56 +439,59 @@ def run_batches(
     checkpoint_path: Path,
     *,
     rejects: SideFile,
+    sides: Sequence[SideFile] = (),
     on_ids: Callable[[Batch, list[str]], None] | None = None,
     hooks: Hooks = Hooks(),
     advance: Callable[[Batch], None] | None = None,
+    parallel: int = DEFAULT_PARALLEL_BATCHES,
 ) -> RunReport:
-    """Commit each batch as one transaction under its deterministic id, then checkpoint it."""
+    """Commit batches, `parallel` at a time (each its own transaction under its own id; the
+    ledger's group commit makes them share a disk sync), then checkpoint the group. A batch
+    of the group that fails stops the import; its siblings may have committed, and a rerun
+    finds them in the journal (exactly once still)."""
     import time
+    from concurrent.futures import ThreadPoolExecutor
 
     report = RunReport()
     started = time.monotonic()
-    for batch in batches:
-        if batch.documents:
-            tx_id = batch_transaction_id(checkpoint.key, batch.number)
-            try:
-                ids = target.execute_lambda(
-                    functools.partial(insert_documents, batch.documents), transaction_id=tx_id
-                )
-                report.committed_batches += 1
-                checkpoint.committed_batches += 1
-            except TransactionCommittedError as exc:  # committed by an earlier run
-                ids = None
-                if on_ids is not None and exc.sequence_no is not None:
-                    strand = target.get_digest()["digestTipAddress"]["strandId"]
-                    ids = _ids_from_block(target, (strand, exc.sequence_no))
-                report.replayed_batches += 1
-                checkpoint.replayed_batches += 1
-            except StrandError as exc:
-                raise ImportFailed(
-                    f"batch {batch.number} (records before {batch.next_record}) was refused, "
-                    f"nothing of it written: {type(exc).__name__}: {exc}"
-                ) from exc
-            if on_ids is not None and ids is not None:
-                on_ids(batch, list(ids))
-            report.documents += len(batch.documents)
-            checkpoint.documents += len(batch.documents)
-        if hooks.after_commit is not None:
-            hooks.after_commit(batch.number)
-        rejects.write([r.to_json() for r in batch.rejects])
-        rejects.mark()
-        report.rejected += len(batch.rejects)
-        checkpoint.rejected += len(batch.rejects)
-        if len(report.rejects_sample) < 10:
-            report.rejects_sample += [r.to_json() for r in batch.rejects][:10]
-        checkpoint.next_batch = batch.number + 1
-        checkpoint.next_record = batch.next_record
-        checkpoint.next_offset = batch.next_offset
-        save_checkpoint(checkpoint_path, checkpoint)
-        if hooks.after_checkpoint is not None:
-            hooks.after_checkpoint(batch.number)
-        if advance is not None:
-            advance(batch)
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        for group in _groups(batches, max(1, parallel)):
+            futures = [
+                pool.submit(_commit, target, checkpoint.key, b, on_ids is not None) for b in group
+            ]
+            outcomes = [f.result() for f in futures]  # the first failure raises, in order
+            for batch, (fresh, ids) in zip(group, outcomes, strict=True):
+                if batch.documents:
+                    if fresh:
+                        report.committed_batches += 1
+                        checkpoint.committed_batches += 1
+                    else:
+                        report.replayed_batches += 1
+                        checkpoint.replayed_batches += 1
+                    if on_ids is not None and ids is not None:
+                        on_ids(batch, ids)
+                    report.documents += len(batch.documents)
+                    checkpoint.documents += len(batch.documents)
+                rejects.write([r.to_json() for r in batch.rejects])
+                report.rejected += len(batch.rejects)
+                checkpoint.rejected += len(batch.rejects)
+                if len(report.rejects_sample) < 10:
+                    report.rejects_sample += [r.to_json() for r in batch.rejects][:10]
+            for side in (rejects, *sides):
+                side.mark()
+            for batch in group:
+                if hooks.after_commit is not None:  # between the commit and the checkpoint
+                    hooks.after_commit(batch.number)
+            last = group[-1]
+            checkpoint.next_batch = last.number + 1
+            checkpoint.next_record = last.next_record
+            checkpoint.next_offset = last.next_offset
+            save_checkpoint(checkpoint_path, checkpoint)
+            for batch in group:
+                if hooks.after_checkpoint is not None:
+                    hooks.after_checkpoint(batch.number)
+                if advance is not None:
+                    advance(batch)
     report.elapsed_s = time.monotonic() - started
     return report
 
@@ -495,6 +536,7 @@ def import_file(
     import_id: str | None = None,
     hooks: Hooks = Hooks(),
     progress: Callable[[int, int | None], Callable[[Batch], None]] | None = None,
+    parallel: int = DEFAULT_PARALLEL_BATCHES,
 ) -> ImportResult:
     """Import one file into `table` (created, with `indexes`, when missing); resumable."""
     fmt = fmt or detect_format(path)
@@ -570,6 +612,7 @@ def import_file(
             rejects=rejects,
             hooks=hooks,
             advance=advance,
+            parallel=parallel,
         )
     finally:
         rejects.close()
@@ -779,6 +822,7 @@ def migrate_qldb_export(
     fmt: str | None = None,
     hooks: Hooks = Hooks(),
     progress: Callable[[int, int | None], Callable[[Batch], None]] | None = None,
+    parallel: int = DEFAULT_PARALLEL_BATCHES,
 ) -> MigrationResult:
     """Verify the whole export against the saved digest, then load it (module docstring)."""
     verified = verify_export(directory, saved_digest, keep_history=with_history, fmt=fmt)
@@ -869,9 +913,11 @@ def migrate_qldb_export(
             checkpoint,
             checkpoint_path,
             rejects=rejects,
+            sides=[ids_file],
             on_ids=on_ids,
             hooks=hooks,
             advance=advance,
+            parallel=parallel,
         )
     finally:
         ids_file.close()

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from cluster import importer
 from cluster.importer import Hooks, ImportFailed
 from core import Ledger
+from core.errors import StrandError
 from core.importing import (
     Record,
     RowError,
@@ -144,15 +145,22 @@ def test_ion_import(tmp_path: Path, ledger: Ledger) -> None:
 # --- exactly once -----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("parallel", [1, 3])
 @pytest.mark.parametrize("hook", ["after_commit", "after_checkpoint"])
-def test_resume_after_a_kill_is_exactly_once(tmp_path: Path, ledger: Ledger, hook: str) -> None:
+def test_resume_after_a_kill_is_exactly_once(
+    tmp_path: Path, ledger: Ledger, hook: str, parallel: int
+) -> None:
     source = write_jsonl(tmp_path / "rows.jsonl", 300, bad_every=37)
     with pytest.raises(Boom):
-        importer.import_file(ledger, source, "T", hooks=Hooks(**{hook: boom_at(3)}))
-    assert numbers_in(ledger) == list(range(1, 161))  # 4 batches of 40 committed
-    result = importer.import_file(ledger, source, "T")
+        importer.import_file(
+            ledger, source, "T", hooks=Hooks(**{hook: boom_at(3)}), parallel=parallel
+        )
+    # batches 0-3 (1 at a time) or 0-5 (3 at a time) of 40 committed
+    assert numbers_in(ledger) == list(range(1, 161 if parallel == 1 else 241))
+    result = importer.import_file(ledger, source, "T", parallel=parallel)
     assert numbers_in(ledger) == list(range(1, 301))  # no duplicate, no gap
-    assert result.totals.replayed_batches == (1 if hook == "after_commit" else 0)
+    replayed = {"after_commit": 1 if parallel == 1 else 3, "after_checkpoint": 0}[hook]
+    assert result.totals.replayed_batches == replayed
     assert result.totals.rejected == 8
     rejects = Path(result.rejects_file or "").read_text().splitlines()
     assert len(rejects) == 8  # each reject reported once across both runs
@@ -164,7 +172,7 @@ def test_resume_after_a_kill_is_exactly_once(tmp_path: Path, ledger: Ledger, hoo
 def test_lost_checkpoint_replays_without_duplicates(tmp_path: Path, ledger: Ledger) -> None:
     source = write_jsonl(tmp_path / "rows.jsonl", 130)
     with pytest.raises(Boom):
-        importer.import_file(ledger, source, "T", hooks=Hooks(after_commit=boom_at(1)))
+        importer.import_file(ledger, source, "T", hooks=Hooks(after_commit=boom_at(1)), parallel=1)
     Path(str(source) + ".strand-import.json").unlink()
     result = importer.import_file(ledger, source, "T")
     assert numbers_in(ledger) == list(range(1, 131))
@@ -195,7 +203,7 @@ class FailOn:
 
             def insert(self, table: str, doc: Any) -> str:
                 if doc.get("n") == outer.n:
-                    raise Boom(f"failing on {outer.n}")
+                    raise StrandError(f"failing on {outer.n}")
                 return str(self._tx.insert(table, doc))
 
             def __getattr__(self, name: str) -> Any:
@@ -214,11 +222,13 @@ class FailOn:
 
 def test_a_failed_batch_leaves_nothing(tmp_path: Path, ledger: Ledger) -> None:
     source = write_jsonl(tmp_path / "rows.jsonl", 200)
-    with pytest.raises(Boom):
-        importer.import_file(FailOn(ledger, 97), source, "T")  # in batch 2 (81..120)
-    assert numbers_in(ledger) == list(range(1, 81))
-    importer.import_file(ledger, source, "T")
+    with pytest.raises(ImportFailed, match="batch 2"):
+        importer.import_file(FailOn(ledger, 97), source, "T", parallel=2)  # batch 2: 81..120
+    # batches 0-1, then the group of 2-3: batch 2 left nothing, its sibling 3 committed
+    assert numbers_in(ledger) == [*range(1, 81), *range(121, 161)]
+    result = importer.import_file(ledger, source, "T")
     assert numbers_in(ledger) == list(range(1, 201))
+    assert result.totals.replayed_batches == 1
 
 
 # --- migration from a QLDB export -------------------------------------------------------------
@@ -365,15 +375,24 @@ def test_migration_resumes_exactly_once_and_refuses_a_clash(tmp_path: Path, sour
     write_export(src, tmp_path / "export", fmt="ION_TEXT")
     digest = ledger_digest(src)
     with Ledger.open(tmp_path / "target") as target:
-        with pytest.raises(Boom):
-            importer.migrate_qldb_export(
-                target, tmp_path / "export", digest, hooks=Hooks(after_commit=boom_at(0))
-            )
-        result = importer.migrate_qldb_export(target, tmp_path / "export", digest)
-        assert result.run.replayed_batches == 1
+        for kill_after in (0, 1):  # batch 0: the live documents; 1: history only
+            with pytest.raises(Boom):
+                importer.migrate_qldb_export(
+                    target,
+                    tmp_path / "export",
+                    digest,
+                    with_history=True,
+                    hooks=Hooks(after_commit=boom_at(kill_after)),
+                    parallel=1,
+                )
+        result = importer.migrate_qldb_export(
+            target, tmp_path / "export", digest, with_history=True
+        )
+        assert result.run.replayed_batches == 1  # batch 1; batch 0 was checkpointed
         assert {r["VIN"]: r for r in rows_of(target, "Vehicle")} == live
+        assert len(rows_of(target, "Vehicle_history")) == 29
         ids = Path(result.ids_file).read_text().splitlines()
-        assert len(ids) == 25  # the replayed batch's ids recovered from its block
+        assert len(ids) == 25  # every id once, a replayed batch's recovered from its block
     with Ledger.open(tmp_path / "other") as other:
         other.execute_lambda(lambda tx: tx.create_table("Person"))
         before = other.get_digest()

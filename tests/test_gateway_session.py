@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import hashlib
 import http.client
 import json
 import signal
@@ -26,9 +27,10 @@ from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from cluster import ledgers as ledgers_module
-from cluster.gateway.server import GatewayConfig, GatewayThread
+from cluster.gateway.server import SESSION_TARGET, GatewayConfig, GatewayThread
 from cluster.gateway.session import SessionConfig
 from cluster.ledgers import LedgerInfo, LedgerNotFoundError
+from core.ionhash import dot, ion_hash
 from core.ledger import Ledger
 from core.qldb_session import (
     OpenTransaction,
@@ -268,6 +270,17 @@ def test_sigv4_refusals(main_gw: Any) -> None:
     status, reply = _send(main_gw.url, body, sign=False, headers=headers)
     assert (status, reply["__type"]) == (403, "InvalidSignatureException")
     assert "expired" in reply["Message"]
+    # a claimed payload hash must be the body's: else a signature would not cover the body
+    claimed = {"X-Amz-Content-SHA256": hashlib.sha256(body).hexdigest()}
+    status, reply = _send(main_gw.url, body, headers=claimed, tamper=tampered)
+    assert (status, reply["__type"]) == (403, "IncompleteSignatureException")
+    assert _send(main_gw.url, body, headers=claimed)[0] == 200
+    # the operation header must be signed (a signature made without it is refused)
+    request = AWSRequest(method="POST", url=main_gw.url + "/", data=body)
+    SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "qldb", "us-east-1").add_auth(request)
+    unsigned_target = {**dict(request.prepare().headers), "X-Amz-Target": SESSION_TARGET}
+    status, reply = _send(main_gw.url, body, sign=False, headers=unsigned_target)
+    assert (status, reply["__type"]) == (403, "IncompleteSignatureException")
     # the control plane is signed too
     status, reply = _send(main_gw.url, b"", target=None, sign=False, method="GET", path="/ledgers")
     assert (status, reply["__type"]) == (403, "MissingAuthenticationTokenException")
@@ -357,6 +370,51 @@ def test_hostile_commands_are_refused_quickly_and_change_nothing(main_gw: Any) -
     assert response.status == 413
     conn.close()
     assert time.monotonic() - started < 20
+
+
+def test_overlapping_commands_of_one_session_are_serialised(main_gw: Any) -> None:
+    """A commit sent while the session's slow statement runs waits for it (pyqldb's
+    read-ahead thread overlaps commands on one session the same way)."""
+    url = main_gw.url
+    _, reply = _command(url, {"StartSession": {"LedgerName": "vehicle-registration"}})
+    token = reply["StartSession"]["SessionToken"]
+    _, reply = _command(url, {"SessionToken": token, "StartTransaction": {}})
+    txid = reply["StartTransaction"]["TransactionId"]
+    bag = "<<" + ",".join(str(i) for i in range(250)) + ">>"
+    statement = f"SELECT COUNT(*) AS n FROM {bag} AS a, {bag} AS b"
+    digest = dot(ion_hash(txid), ion_hash(statement))
+    answers: list[tuple[int, dict[str, Any]]] = []
+    slow = threading.Thread(
+        target=lambda: answers.append(
+            _command(
+                url,
+                {
+                    "SessionToken": token,
+                    "ExecuteStatement": {
+                        "TransactionId": txid,
+                        "Statement": statement,
+                        "Parameters": [],
+                    },
+                },
+            )
+        )
+    )
+    slow.start()
+    time.sleep(0.3)  # the statement is running now
+    status, reply = _command(
+        url,
+        {
+            "SessionToken": token,
+            "CommitTransaction": {
+                "TransactionId": txid,
+                "CommitDigest": base64.b64encode(digest).decode(),
+            },
+        },
+    )
+    slow.join()
+    assert answers[0][0] == 200
+    assert (status, base64.b64decode(reply["CommitTransaction"]["CommitDigest"])) == (200, digest)
+    _command(url, {"SessionToken": token, "EndSession": {}})
 
 
 def test_session_and_concurrency_caps() -> None:

@@ -386,6 +386,10 @@ with QldbDriver("made-by-api", endpoint_url=URL, region_name="us-east-1", verify
                 **KEYS) as made:
     made.execute_lambda(lambda ex: ex.execute_statement("CREATE TABLE Fresh"))
 out["ledgers"] = sorted(x["Name"] for x in qldb.list_ledgers()["Ledgers"])
+arn = qldb.describe_ledger(Name="made-by-api")["Arn"]
+qldb.tag_resource(ResourceArn=arn, Tags={"team": "dmv", "env": "test"})
+qldb.untag_resource(ResourceArn=arn, TagKeys=["env"])
+out["tags"] = qldb.list_tags_for_resource(ResourceArn=arn)["Tags"]
 out["digest_bytes"] = len(qldb.get_digest(Name="made-by-api")["Digest"])
 def held(ex):
     ex.execute_statement("INSERT INTO T ?", {"a": 2})

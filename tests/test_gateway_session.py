@@ -529,6 +529,7 @@ def test_strand_serve_tls_and_sigterm(qpy: str, tmp_path: Path) -> None:
         assert result["rows"] == 1
         assert result["ledgers"] == ["made-by-api", "served"]
         assert result["digest_bytes"] == 32
+        assert result["tags"] == {"team": "dmv"}
         assert result["held"] != "committed"
     finally:
         for proc in (server,):

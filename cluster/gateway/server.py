@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import functools
 import json
 import logging
 import ssl
@@ -197,7 +198,7 @@ class Gateway:
                 rest=rest,
             )
         try:
-            access_key = sigv4.verify(
+            signer = sigv4.verify(
                 method=request.method,
                 raw_path=request.raw_path,
                 headers=[
@@ -219,16 +220,18 @@ class Gateway:
                     request_id,
                     rest=False,
                 )
-            status, payload = await self.sessions.handle(body, access_key, request_id)
+            status, payload = await self.sessions.handle(body, signer.access_key, request_id)
             return web.Response(
                 status=status,
                 body=json.dumps(payload).encode(),
                 content_type=JSON_10,
                 headers={"x-amzn-RequestId": request_id},
             )
-        return await self._control(request, body, request_id)
+        return await self._control(request, body, request_id, signer.region)
 
-    async def _control(self, request: web.Request, body: bytes, request_id: str) -> web.Response:
+    async def _control(
+        self, request: web.Request, body: bytes, request_id: str, region: str
+    ) -> web.Response:
         control = _control_module()
         if control is None:
             return _error(
@@ -238,18 +241,19 @@ class Gateway:
                 request_id,
                 rest=True,
             )
-        query = {k: request.query[k] for k in request.query}
+        # the path still percent-encoded (an ARN's "/" is "%2F"), every value of each key
+        call = functools.partial(
+            control.handle_control,
+            self.ledgers,
+            request.method,
+            request.rel_url.raw_path,
+            request.query,
+            body,
+            region=region,
+        )
         loop = asyncio.get_running_loop()
         try:
-            answer = await loop.run_in_executor(
-                self._control_pool,
-                control.handle_control,
-                self.ledgers,
-                request.method,
-                request.path,
-                query,
-                body,
-            )
+            answer = await loop.run_in_executor(self._control_pool, call)
         except Exception:
             log.exception("control plane request failed")
             return _error(500, "InternalFailure", "internal error", request_id, rest=True)

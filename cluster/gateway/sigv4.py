@@ -14,8 +14,8 @@ server's clock and matches the credential's date; an `x-amz-content-sha256` head
 the body's real SHA-256 (an UNSIGNED-PAYLOAD is refused), so the signature always covers
 the body; presigned URLs (signature in the query) are not accepted.
 
-Invariants: `verify` returns the access key only when the signature recomputed with that
-key's secret equals the one given (compared in constant time); otherwise it raises
+Invariants: `verify` returns the access key (and region) only when the signature recomputed
+with that key's secret equals the one given (compared in constant time); otherwise it raises
 `AuthError` carrying AWS's error code and HTTP status, and no secret appears in any message.
 """
 
@@ -45,6 +45,14 @@ class AuthError(Exception):
         self.code = code
         self.status = status
         self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Verified:
+    """Who signed a request that verified, and for which region."""
+
+    access_key: str
+    region: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +119,9 @@ def verify(
     body: bytes,
     keys: Mapping[str, str],
     now: datetime.datetime,
-) -> str:
-    """The access key that signed this request, or AuthError (see the module docstring).
+) -> Verified:
+    """The access key (and region) that signed this request, or AuthError (see the module
+    docstring).
 
     `raw_path` is the request target as sent (path and query, still percent-encoded);
     `headers` every header as received (repeated names included); `now` is aware (UTC).
@@ -171,4 +180,4 @@ def verify(
     expected = signer.signature(signer.string_to_sign(request, canonical), request)
     if not hmac.compare_digest(expected, auth.signature):
         raise _mismatch()
-    return auth.access_key
+    return Verified(auth.access_key, auth.region)

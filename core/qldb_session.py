@@ -93,7 +93,10 @@ def error_for(exc: BaseException) -> QldbSessionError:
         return capacity_exceeded(str(exc) or "Capacity exceeded")
     if isinstance(exc, errors.NotLeaderError):
         return capacity_exceeded(f"the ledger is changing leader: {exc}")
-    if isinstance(exc, errors.LedgerClosedError | errors.CorruptLedgerError):
+    if isinstance(exc, errors.LedgerClosedError):
+        # deleted, or stopped after a storage failure: a new session finds out which
+        return invalid_session(f"the ledger was closed: {exc}")
+    if isinstance(exc, errors.CorruptLedgerError):
         return QldbSessionError("InternalFailure", 500, f"the ledger cannot serve: {exc}")
     if isinstance(exc, errors.StrandError):
         return bad_request(f"{type(exc).__name__}: {exc}")

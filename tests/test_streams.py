@@ -217,6 +217,37 @@ def test_a_missing_sink_impairs_the_stream_until_it_exists(tmp_path: Path, kines
     assert verifier.controls == ["CREATED"]  # no COMPLETED after a cancel
 
 
+def test_a_send_that_fails_part_way_is_sent_again_from_the_checkpoint(tmp_path: Path) -> None:
+    got: list[dict[str, Any]] = []
+    calls = [0]
+
+    def flaky(record: dict[str, Any]) -> None:
+        calls[0] += 1
+        if calls[0] in (5, 12, 19, 30, 41):  # part-way through a send: its start landed
+            raise ConnectionError("the consumer hung up")
+        got.append(record)
+
+    register_callback("flaky", flaky)
+    with Ledger.open(tmp_path / "ledger") as ledger:
+        ledger.execute_lambda(lambda tx: tx.create_table("Car"))
+        _commit(ledger, 20)
+        service = StreamService.for_ledger(
+            ledger, config=RunnerConfig(batch_blocks=3, poll_s=0.01, backoff_base_s=0.01)
+        )
+        state = service.create({"kind": "callback", "name": "flaky"})
+        state = _caught_up(service, state.stream_id, ledger.engine.durable_seq)
+        assert state.status == ACTIVE  # impaired on every failure, active again after
+        runner = service.runner(state.stream_id)
+        assert runner is not None
+        assert runner.stats.failures >= 5
+        assert "the consumer hung up" in (runner.stats.last_error or "")
+        service.stop()
+        tip = ledger.engine.durable_seq
+    verifier = _verified(got, first_seq=0)
+    assert verifier.blocks == tip + 1
+    assert verifier.duplicates > 0
+
+
 # ----------------------------------------------------------------- the cluster
 
 PORT_SHIFT = 1500
@@ -257,10 +288,14 @@ def test_a_cluster_stream_survives_a_leader_kill_and_an_actor_kill_with_no_gap(
     streams = ClusterStreams(cluster, config=RunnerConfig(batch_blocks=8, poll_s=0.02))
     path = tmp_path / "stream.jsonl"
     stop = threading.Event()
-    thread = threading.Thread(target=_writer, args=(cluster, stop, [0]), daemon=True)
+    counters = [[i * 1_000_000] for i in range(3)]
+    threads = [
+        threading.Thread(target=_writer, args=(cluster, stop, c), daemon=True) for c in counters
+    ]
     try:
         cluster.execute_lambda(lambda tx: tx.create_table("Car"))
-        thread.start()
+        for thread in threads:
+            thread.start()
         state = streams.create({"kind": "jsonl", "path": str(path)})
         sid = state.stream_id
         wait_for(lambda: _checkpoint(streams, sid) >= 10, what="a first delivery")
@@ -275,7 +310,8 @@ def test_a_cluster_stream_survives_a_leader_kill_and_an_actor_kill_with_no_gap(
         wait_for(lambda: _checkpoint(streams, sid) >= mark + 10, 60, "progress after the actor")
         assert streams.actor_status(sid)["pid"] != pid
         stop.set()
-        thread.join(60)
+        for thread in threads:
+            thread.join(60)
         tip = int(cluster.query("durable_seq")[0])
         wait_for(lambda: _checkpoint(streams, sid) >= tip, 60, "the stream to catch up")
         for node in config.node_names:  # the checkpoint is on every replica, never a block
@@ -284,7 +320,8 @@ def test_a_cluster_stream_survives_a_leader_kill_and_an_actor_kill_with_no_gap(
         streams.cancel(sid)
     finally:
         stop.set()
-        thread.join(30)
+        for thread in threads:
+            thread.join(30)
         streams.stop()
         cluster.shutdown()
     records = read_jsonl(path)

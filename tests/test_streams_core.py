@@ -185,6 +185,16 @@ def test_the_consumer_reports_a_gap_a_broken_link_and_a_changed_revision() -> No
     tampered[summaries[2]]["payload"]["previousBlockHash"] = b"\x00" * 32
     with pytest.raises(StreamVerificationError):
         ChainVerifier().feed_all(tampered)
+    relinked = [stream_records.decode(stream_records.encode(r)) for r in records]
+    forged = b"\x07" * 32  # a block hash swapped, the next block's link swapped to match
+    relinked[summaries[2]]["payload"]["blockHash"] = forged
+    relinked[summaries[3]]["payload"]["previousBlockHash"] = forged
+    with pytest.raises(StreamVerificationError, match="does not recompute"):
+        ChainVerifier().feed_all(relinked)
+    entries = [stream_records.decode(stream_records.encode(r)) for r in records]
+    entries[summaries[2]]["payload"]["entriesHashList"][0] = forged
+    with pytest.raises(StreamVerificationError, match="entries' root"):
+        ChainVerifier().feed_all(entries)
     changed = [stream_records.decode(stream_records.encode(r)) for r in records]
     detail = next(i for i, r in enumerate(changed) if r["recordType"] == "REVISION_DETAILS"
                   and r["payload"]["tableInfo"]["tableName"] == "Car")  # fmt: skip

@@ -5,6 +5,7 @@
     strand rebuild [--config PATH] NODE     replace NODE's storage and re-seed it from its peers
     strand serve   --data DIR | --cluster CONFIG ...   QLDB's protocols over HTTP (serve.py)
     strand import  FILE --table T | --qldb-export DIR --digest F ...   rows in (cli_import.py)
+    strand stream  create|list|describe|cancel|run|read ...   journal streams (cli_stream.py)
 
 `status` and `scrub` need only the config (they speak the client protocol); `rebuild`
 attaches to the cluster's Ray (RAY_ADDRESS, or the local one) because it replaces an actor's
@@ -42,6 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from cluster import cli_import  # rows, or a verified QLDB export, into a ledger (issue 14)
 
     cli_import.add_arguments(commands.add_parser("import", help="rows or a QLDB export in"))
+    from cluster import cli_stream  # journal streams (issue 14)
+
+    cli_stream.add_arguments(commands.add_parser("stream", help="journal streams"))
     args = parser.parse_args(argv)
     if getattr(args, "run", None) is not None:
         return cli_export.run(args)
@@ -49,6 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve.run(args)
     if args.command == "import":
         return cli_import.run(args)
+    if args.command == "stream":
+        return cli_stream.run(args)
     config = load_config(args.config)
     cluster = LedgerCluster(config)
     try:

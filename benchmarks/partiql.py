@@ -1,26 +1,52 @@
-"""PartiQL overhead on the embedded ledger: statements per second, native API beside it.
+"""PartiQL overhead on the embedded ledger: statements per second, native API beside it;
+then scans and point lookups on tables of 10^4 to 10^6 documents.
 
-Usage: .venv/bin/python benchmarks/partiql.py [--count N]
-Runs on an in-memory ledger (no fsync) so the figures are the CPU cost of the statement path:
-parse (cached after the first time), static checks, evaluation, and the transaction's work;
-then joins: two ledger tables joined with an index on the join field (the second table
-looked up by index once per row of the first) and without one (read once, hash-joined), and
-a hash self-join in memory.
+Usage: .venv/bin/python benchmarks/partiql.py [--count N] [--scan-sizes 10000,100000,1000000]
+       [--no-scan | --scan-only] [--rebuild] [--no-old]
+The first part runs on an in-memory ledger (no fsync) so the figures are the CPU cost of the
+statement path: parse (cached after the first time), static checks, evaluation, and the
+transaction's work; then joins: two ledger tables joined with an index on the join field
+(the second table looked up by index once per row of the first) and without one (read once,
+hash-joined), and a hash self-join in memory.
+
+Scans: a LevelDB ledger of N vehicle documents (7 fields, an index on VIN) per size, built
+once through the engine (unsynced group commits) under data/bench-partiql/ and reused
+(`--rebuild` builds it again). Each size is measured in a fresh process: `SELECT COUNT(*)`
+(counted from storage keys), `COUNT(*)` with a WHERE on an unindexed field (every document
+streamed and decoded), the same count with the table loaded into memory first (what every
+scan did before scans streamed; `--no-old` skips it), and indexed point lookups spelled as
+the index is and otherwise (`vin`, `"VIN"`, `v['VIN']`), each checked to find its one row.
+Memory: the tracemalloc peak of Python allocations during one run of the statement (a
+separate run from the timed ones) and the process's peak RSS.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import random
+import resource
+import shutil
 import statistics
+import subprocess
+import sys
 import time
+import tracemalloc
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from core import Ledger
+from core.engine import Engine, Genesis
+from core.ids import IdSource
 from core.partiql import evaluate
+from core.partiql.data import Bag
 from core.partiql.parser import _parse_cached, parse
-from core.storage import MemoryStorage
+from core.storage import LevelDBStorage, MemoryStorage
 from core.transaction import Transaction
+
+SCAN_DIR = Path(__file__).resolve().parent.parent / "data" / "bench-partiql"
+_MAKES = ["Mercedes", "Ford", "Toyota", "Tesla", "Nissan"]
 
 
 def _timed(count: int, fn: Callable[[int], Any]) -> tuple[float, float]:
@@ -33,6 +59,12 @@ def _timed(count: int, fn: Callable[[int], Any]) -> tuple[float, float]:
         samples.append(time.perf_counter() - t0)
     total = time.perf_counter() - start
     return count / total, statistics.median(samples) * 1000
+
+
+def _one(rows: list[Any]) -> None:
+    """A point query or update must find (change) exactly one document: an index that
+    found nothing would look faster."""
+    assert len(rows) == 1, rows
 
 
 def _joins(ledger: Ledger, size: int) -> list[tuple[str, tuple[float, float]]]:
@@ -72,14 +104,192 @@ def _joins(ledger: Ledger, size: int) -> list[tuple[str, tuple[float, float]]]:
     return [
         (f"join {size} x {size} docs, index probe per row", _timed(5, query(indexed))),
         (f"join {size} x {size} docs, no index (one scan, hash join)", _timed(2, query(scanned))),
-        (f"self-join of {size * 10} values in memory (hash)", _timed(5, self_join)),
+        (
+            f"self-join of {size * 10} values in memory (hash, {size * 10} rows out)",
+            _timed(5, self_join),
+        ),
     ]
+
+
+# ============================================================================ scans
+
+
+def vehicle(i: int) -> dict[str, Any]:
+    return {
+        "VIN": f"VIN{i:09d}",
+        "Type": "Sedan",
+        "Year": 1990 + i % 35,
+        "Make": _MAKES[i % 5],
+        "Model": f"M{i % 97}",
+        "Color": ["Red", "Blue", "Silver"][i % 3],
+        "Price": i % 50_000,
+    }
+
+
+def scan_ledger(size: int, rebuild: bool) -> Path:
+    """The directory of a ledger whose table Vehicle holds `size` documents (index on VIN),
+    built through the engine (40 documents per transaction, 50 transactions per unsynced
+    group commit) unless a complete one is there already."""
+    path = SCAN_DIR / f"vehicles-{size}"
+    if (path / "COMPLETE").exists() and not rebuild:
+        return path
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    started = time.perf_counter()
+    storage = LevelDBStorage(path, sync=False)
+    try:
+        ids = IdSource(random.Random(size).randbytes)
+        now = 1_700_000_000_000
+        engine = Engine(storage, ids, now, genesis=Genesis(ids.new_id(), ids.new_id(), now))
+        tx = engine.begin(now, lambda: 1_700_000_000_000)
+        tx.create_table("Vehicle")
+        tx.create_index("Vehicle", "VIN")
+        engine.commit([tx], now)
+        i = 0
+        while i < size:
+            now += 1
+            pending: list[Transaction] = []
+            while i < size and len(pending) < 50:
+                tx = engine.begin(now, _fixed_clock(now))
+                for _ in range(min(40, size - i)):
+                    tx.insert("Vehicle", vehicle(i))
+                    i += 1
+                pending.append(tx)
+            batch, _ = engine.prepare(pending, now)
+            engine.write(batch, sync=False)
+            engine.publish(batch)
+    finally:
+        storage.close()
+    (path / "COMPLETE").write_text(str(size))
+    print(f"built {path} in {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    return path
+
+
+def _fixed_clock(ms: int) -> Callable[[], int]:
+    return lambda: ms
+
+
+def _statement(text: str, *params: Any) -> Callable[[Transaction], list[Any]]:
+    return lambda tx: list(tx.execute_statement(text, *params))
+
+
+def _measure(fn: Callable[[], Any], repeat: int) -> dict[str, float]:
+    """Median wall and CPU seconds of `fn` over `repeat` runs, then one more run under
+    tracemalloc for its peak of Python allocations."""
+    walls, cpus = [], []
+    for _ in range(repeat):
+        wall, cpu = time.perf_counter(), time.process_time()
+        fn()
+        walls.append(time.perf_counter() - wall)
+        cpus.append(time.process_time() - cpu)
+    tracemalloc.start()
+    fn()
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return {
+        "wall": statistics.median(walls),
+        "cpu": statistics.median(cpus),
+        "peak_mb": peak / 2**20,
+    }
+
+
+def scan_child(size: int, old: bool) -> dict[str, Any]:
+    """One size's figures (run in a process of its own, so RSS is this size's)."""
+    ledger = Ledger.open(scan_ledger(size, rebuild=False), create_if_missing=False)
+    parse("SELECT 1 FROM x")  # build the parser before anything is measured
+    run = ledger.execute_lambda
+    out: dict[str, Any] = {"size": size}
+
+    def count(text: str, expected: int) -> Callable[[], Any]:
+        def go() -> None:
+            [row] = run(lambda tx: list(tx.execute_statement(text)))
+            assert row["_1"] == expected, (row, expected)
+
+        return go
+
+    year = sum(1 for i in range(size) if 1990 + i % 35 == 2000)
+    out["count"] = _measure(count("SELECT COUNT(*) FROM Vehicle", size), 3)
+    out["count_where"] = _measure(
+        count("SELECT COUNT(*) FROM Vehicle AS v WHERE v.Year = 2000", year), 1
+    )
+    if old:
+
+        def loaded_first() -> None:
+            def body(tx: Transaction) -> Any:
+                docs = tx.select_documents(tx.table("Vehicle"))  # the table as a list
+                return evaluate("SELECT COUNT(*) FROM t", {"t": Bag(d for _, d in docs)})
+
+            [row] = run(body)
+            assert row["_1"] == size
+
+        out["count_old"] = _measure(loaded_first, 1)
+    rng = random.Random(7)
+    for name, text in [
+        ("lookup", "SELECT * FROM Vehicle AS v WHERE v.VIN = ?"),
+        ("lookup_lower", "SELECT * FROM Vehicle AS v WHERE v.vin = ?"),
+        ("lookup_quoted", 'SELECT * FROM Vehicle WHERE "VIN" = ?'),
+        ("lookup_bracket", "SELECT * FROM Vehicle AS v WHERE v['VIN'] = ?"),
+    ]:
+        samples = []
+        for _ in range(300):
+            i = rng.randrange(size)
+            t0 = time.perf_counter()
+            rows: list[Any] = run(_statement(text, f"VIN{i:09d}"))
+            samples.append(time.perf_counter() - t0)
+            _one(rows)  # found it, and only it
+            assert rows[0]["VIN"] == f"VIN{i:09d}", rows
+        out[name] = statistics.median(samples) * 1000
+    out["max_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    ledger.close()
+    return out
+
+
+def scans(sizes: list[int], rebuild: bool, old: bool) -> None:
+    results = []
+    for size in sizes:
+        scan_ledger(size, rebuild)
+        args = [sys.executable, __file__, "--scan-child", str(size)] + ([] if old else ["--no-old"])
+        done = subprocess.run(args, check=True, capture_output=True, text=True)
+        results.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    print()
+    print(
+        f"{'documents':>10} {'COUNT(*) s':>11} {'cpu s':>6} {'peak MB':>8} "
+        f"{'WHERE scan s':>13} {'peak MB':>8} {'loaded first s':>15} {'peak MB':>8} "
+        f"{'lookup ms':>10} {'vin':>6} {'quoted':>7} {'[VIN]':>6} {'max RSS MB':>11}"
+    )
+    for r in results:
+        c, w = r["count"], r["count_where"]
+        o = r.get("count_old")
+        old_cols = f"{o['wall']:>15.2f} {o['peak_mb']:>8.1f}" if o else f"{'-':>15} {'-':>8}"
+        print(
+            f"{r['size']:>10,} {c['wall']:>11.3f} {c['cpu']:>6.3f} {c['peak_mb']:>8.2f} "
+            f"{w['wall']:>13.2f} {w['peak_mb']:>8.2f} {old_cols} "
+            f"{r['lookup']:>10.3f} {r['lookup_lower']:>6.3f} {r['lookup_quoted']:>7.3f} "
+            f"{r['lookup_bracket']:>6.3f} {r['max_rss_mb']:>11.0f}"
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--count", type=int, default=2000)
-    n = parser.parse_args().count
+    parser.add_argument("--scan-sizes", default="10000,100000,1000000")
+    parser.add_argument("--no-scan", action="store_true")
+    parser.add_argument("--scan-only", action="store_true")
+    parser.add_argument("--rebuild", action="store_true", help="build the scan ledgers again")
+    parser.add_argument("--no-old", action="store_true", help="skip the table-loaded-first run")
+    parser.add_argument("--scan-child", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.scan_child is not None:
+        print(json.dumps(scan_child(args.scan_child, not args.no_old)))
+        return
+    if not args.scan_only:
+        statements(args.count)
+    if not args.no_scan:
+        sizes = [int(x) for x in args.scan_sizes.split(",") if x]
+        scans(sizes, args.rebuild, not args.no_old)
+
+
+def statements(n: int) -> None:
     ledger = Ledger(MemoryStorage())
 
     def setup(tx: Transaction) -> None:
@@ -111,24 +321,28 @@ def main() -> None:
             "SELECT ... WHERE c.VIN = ? (index)",
             _timed(
                 n,
-                lambda i: run(
-                    lambda tx: list(
-                        tx.execute_statement("SELECT * FROM Car AS c WHERE c.VIN = ?", f"V{i}")
+                lambda i: _one(
+                    run(
+                        lambda tx: list(
+                            tx.execute_statement("SELECT * FROM Car AS c WHERE c.VIN = ?", f"V{i}")
+                        )
                     )
                 ),
             ),
         ),
         (
             "tx.find(VIN=...) (native, index)",
-            _timed(n, lambda i: run(lambda tx: tx.find("Car", VIN=f"V{i}"))),
+            _timed(n, lambda i: _one(run(lambda tx: tx.find("Car", VIN=f"V{i}")))),
         ),
         (
             "UPDATE ... SET ... WHERE c.VIN = ?",
             _timed(
                 n,
-                lambda i: run(
-                    lambda tx: tx.execute_statement(
-                        "UPDATE Car AS c SET c.Year = c.Year + 1 WHERE c.VIN = ?", f"V{i}"
+                lambda i: _one(
+                    run(
+                        lambda tx: tx.execute_statement(
+                            "UPDATE Car AS c SET c.Year = c.Year + 1 WHERE c.VIN = ?", f"V{i}"
+                        )
                     )
                 ),
             ),

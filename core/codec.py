@@ -116,6 +116,7 @@ __all__ = [
     "frame",
     "pack",
     "unframe",
+    "unframe_view",
     "unpack",
 ]
 
@@ -750,7 +751,7 @@ _DECODE_ERRORS: Final = (
 )
 
 
-def unpack(data: bytes) -> Any:
+def unpack(data: bytes | memoryview) -> Any:
     """Decode bytes made by `pack`. Raises CorruptRecordError on anything else."""
     try:
         return _unpack_nested(data)
@@ -786,6 +787,23 @@ def unframe(data: bytes) -> bytes:
     if zlib.crc32(payload, _VERSION_CRC) != crc:
         raise CorruptRecordError(f"CRC32 mismatch in a record of {len(data)} bytes")
     return bytes(payload)
+
+
+def unframe_view(data: bytes) -> memoryview:
+    """`unframe` without copying: the checked payload as a view into `data` (for a record
+    decoded at once, such as each document of a table scan)."""
+    view = memoryview(data)
+    if len(view) < FRAME_HEADER_SIZE:
+        raise CorruptRecordError(
+            f"record of {len(view)} bytes is shorter than its {FRAME_HEADER_SIZE}-byte header"
+        )
+    version, crc = _HEADER.unpack_from(view)
+    if version != FRAME_VERSION:
+        raise CorruptRecordError(f"unknown record format version {version}")
+    payload = view[FRAME_HEADER_SIZE:]
+    if zlib.crc32(payload, _VERSION_CRC) != crc:
+        raise CorruptRecordError(f"CRC32 mismatch in a record of {len(view)} bytes")
+    return payload
 
 
 def encode(value: object, *, check_names: bool = True) -> bytes:

@@ -118,7 +118,7 @@ def encode_doc(version: int, seq: int, packed_data: bytes) -> bytes:
 
 
 def decode_doc(value: bytes) -> DocState:
-    payload = codec.unframe(value)
+    payload = codec.unframe_view(value)  # no copy: the data is decoded from the record
     version, seq = _DOC_HEADER.unpack_from(payload)
     return DocState(version, seq, codec.unpack(payload[_DOC_HEADER.size :]))
 

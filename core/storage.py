@@ -133,7 +133,7 @@ def _check_bounds(start: bytes, stop: bytes) -> None:
 
 
 _SCAN_CHUNK: Final = 256  # pairs read per guarded step of a LevelDB scan
-_KEY_CHUNK: Final = 4096  # keys read per guarded step of a LevelDB key scan
+_KEY_CHUNK: Final = 1024  # keys read per guarded step of a LevelDB key scan
 
 
 # ---------------------------------------------------------------------------------------------

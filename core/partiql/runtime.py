@@ -177,6 +177,12 @@ def struct_items(value: Any) -> list[tuple[str, Any]]:
 def struct_get(value: Any, name: str, case_sensitive: bool, rt: Runtime) -> Any:
     """Field `name` of a struct: exact match first, then (unquoted) case-insensitively.
     Absent: MISSING in coerce mode, an error in error mode."""
+    if type(value) is dict:  # a plain dict (a stored document): its names are unique
+        found = value.get(name, _UNBOUND)
+        if found is not _UNBOUND:
+            return found
+        if case_sensitive:
+            return rt.fail(f"no field {name}")
     items = struct_items(value)
     exact = [v for k, v in items if k == name]
     if len(exact) == 1:

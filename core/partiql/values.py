@@ -357,6 +357,9 @@ def _unknown_result(a: Any, b: Any) -> Any:
 def equals(a: Any, b: Any, mode: str) -> Any:
     """SQL `=`: True/False, None when either is null, MISSING when one is MISSING and the
     other is known. Values of different types are unequal (never an error)."""
+    kind = type(a)
+    if kind is type(b) and (kind is int or kind is str):  # the common case, exactly
+        return a == b
     if is_unknown(a) or is_unknown(b):
         return _unknown_result(a, b)
     return _key(a) == _key(b)

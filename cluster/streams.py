@@ -628,3 +628,90 @@ class ClusterStreams(StreamService):
         import ray
 
         return ray.get(self.actor(stream_id).status.remote(), timeout=timeout_s)  # type: ignore[no-any-return]
+
+
+# ----------------------------------------------------------------- QLDB's control plane
+
+_services: dict[tuple[int, str], StreamService] = {}
+_services_lock = threading.Lock()
+_ERROR_CAUSES = (("ResourceNotFound", "KINESIS_STREAM_NOT_FOUND"),
+                 ("AccessDenied", "IAM_PERMISSION_REVOKED"))  # fmt: skip
+
+
+def service_for(ledgers: Any, name: str) -> StreamService:
+    """The stream service of ledger `name` of a gateway's ledger set (one per process; the
+    first use resumes the ledger's unfinished streams: threads for an embedded ledger,
+    actors for a cluster)."""
+    key = (id(ledgers), name)
+    with _services_lock:
+        service = _services.get(key)
+        if service is None:
+            handle = ledgers.open(name)
+            if hasattr(handle, "engine"):
+                service = StreamService.for_ledger(handle, name)
+            else:
+                service = ClusterStreams(handle)
+                service.ledger_name = name
+            service.resume()
+            _services[key] = service
+        return service
+
+
+def _description(state: StreamState) -> dict[str, Any]:
+    d, spec = state.definition, state.definition.sink_spec()
+    out: dict[str, Any] = {
+        "LedgerName": d.ledger_name, "StreamId": d.stream_id, "StreamName": d.stream_name,
+        "Arn": d.arn, "Status": state.status, "CreationTime": d.creation_ms / 1000,
+        "RoleArn": spec.get("role_arn", ""),
+        "KinesisConfiguration": {
+            "StreamArn": spec.get("stream_arn") or spec.get("stream_name", ""),
+            "AggregationEnabled": bool(spec.get("aggregation", True)),
+        },
+    }  # fmt: skip
+    if d.inclusive_start_ms is not None:
+        out["InclusiveStartTime"] = d.inclusive_start_ms / 1000
+    if d.exclusive_end_ms is not None:
+        out["ExclusiveEndTime"] = d.exclusive_end_ms / 1000
+    if state.error_cause is not None:
+        cause = state.error_cause
+        out["ErrorCause"] = next((c for k, c in _ERROR_CAUSES if k in cause), cause)
+    return out
+
+
+def control_operation(
+    ledgers: Any, name: str, operation: str, body: dict[str, Any], stream_id: str | None
+) -> dict[str, Any]:
+    """QLDB's StreamJournalToKinesis, Describe/List/CancelJournalKinesisStream(s) on ledger
+    `name` (cluster/gateway/control.py routes them here); InvalidArgumentError for bad input."""
+    service = service_for(ledgers, name)
+    if operation == "StreamJournalToKinesis":
+        kinesis = body.get("KinesisConfiguration")
+        if not isinstance(kinesis, dict) or not isinstance(kinesis.get("StreamArn"), str):
+            raise InvalidArgumentError("KinesisConfiguration.StreamArn is required")
+        for key in ("RoleArn", "StreamName", "InclusiveStartTime"):
+            if body.get(key) is None:
+                raise InvalidArgumentError(f"{key} is required")
+        sink = {"kind": "kinesis", "stream_arn": kinesis["StreamArn"],
+                "aggregation": bool(kinesis.get("AggregationEnabled", True)),
+                "role_arn": str(body["RoleArn"])}  # fmt: skip
+        if ":" in kinesis["StreamArn"].split("/")[0]:
+            region = kinesis["StreamArn"].split(":")[3]
+            if region:
+                sink["region"] = region
+        state = service.create(
+            sink, stream_name=str(body["StreamName"]),
+            inclusive_start_time=float(body["InclusiveStartTime"]),
+            exclusive_end_time=(
+                None if body.get("ExclusiveEndTime") is None else float(body["ExclusiveEndTime"])
+            ),
+        )  # fmt: skip
+        return {"StreamId": state.stream_id}
+    if operation == "ListJournalKinesisStreamsForLedger":
+        return {"Streams": [_description(s) for s in service.list()]}
+    if stream_id is None:
+        raise InvalidArgumentError("a stream id is required")
+    if operation == "DescribeJournalKinesisStream":
+        return {"Stream": _description(service.describe(stream_id))}
+    if operation == "CancelJournalKinesisStream":
+        return {"StreamId": service.cancel(stream_id).stream_id}
+    raise InvalidArgumentError(f"unknown stream operation {operation}")

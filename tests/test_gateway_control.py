@@ -251,11 +251,7 @@ def test_exports_and_streams_refused_clearly(ledgers: EmbeddedLedgers) -> None:
         ("GET", "/ledgers/s/journal-s3-exports"),
         ("GET", "/ledgers/s/journal-s3-exports/" + "a" * 22),
         ("GET", "/journal-s3-exports"),
-        ("POST", "/ledgers/s/journal-kinesis-streams"),
-        ("GET", "/ledgers/s/journal-kinesis-streams"),
-        ("GET", "/ledgers/s/journal-kinesis-streams/" + "a" * 22),
-        ("DELETE", "/ledgers/s/journal-kinesis-streams/" + "a" * 22),
-    ]
+    ]  # streams are served (tests/test_streams.py)
     for method, path in routes:
         response = _call(ledgers, method, path, {})
         assert _code(response) == (501, "NotImplementedException"), path

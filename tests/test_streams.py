@@ -12,6 +12,7 @@ The pure parts (replicated state, records, the verifier) are in tests/test_strea
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Iterator
@@ -329,3 +330,44 @@ def test_a_cluster_stream_survives_a_leader_kill_and_an_actor_kill_with_no_gap(
     assert verifier.blocks == tip + 1  # block 0..tip, each at least once, in order
     assert verifier.duplicates <= 3 * 8 * 2 + 10, verifier.duplicates  # a batch per interruption
     print(f"\n{tip + 1} blocks, {verifier.duplicates} duplicate records")
+
+
+def test_stream_journal_to_kinesis_through_the_control_plane(tmp_path: Path, kinesis: Any) -> None:
+    from cluster.gateway.control import handle_control
+    from cluster.ledgers import EmbeddedLedgers
+
+    def call(method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        response = handle_control(ledgers, method, path, {}, json.dumps(body or {}).encode())
+        assert response.status == 200, response.body
+        return response.body
+
+    _create_kinesis_stream(kinesis, "qldb")
+    arn = kinesis.describe_stream_summary(StreamName="qldb")["StreamDescriptionSummary"][
+        "StreamARN"
+    ]
+    with EmbeddedLedgers(tmp_path / "data") as ledgers:
+        call("POST", "/ledgers", {"Name": "cars", "PermissionsMode": "STANDARD"})
+        ledger = ledgers.open("cars")
+        ledger.execute_lambda(lambda tx: tx.create_table("Car"))
+        _commit(ledger, 5)
+        stream_id = call("POST", "/ledgers/cars/journal-kinesis-streams", {
+            "RoleArn": "arn:aws:iam::000000000000:role/streams", "StreamName": "feed",
+            "InclusiveStartTime": 0, "KinesisConfiguration": {"StreamArn": arn},
+        })["StreamId"]  # fmt: skip
+        tip = ledger.engine.durable_seq
+
+        def described() -> dict[str, Any]:
+            return call("GET", f"/ledgers/cars/journal-kinesis-streams/{stream_id}")["Stream"]  # type: ignore[no-any-return]
+
+        wait_for(lambda: len(list(read_kinesis("qldb"))) >= 2 * tip + 1, what="the records")
+        assert described()["Status"] == ACTIVE
+        assert described()["RoleArn"].endswith("role/streams")
+        listed = call("GET", "/ledgers/cars/journal-kinesis-streams")["Streams"]
+        assert [s["StreamId"] for s in listed] == [stream_id]
+        call("DELETE", f"/ledgers/cars/journal-kinesis-streams/{stream_id}")
+        assert described()["Status"] == CANCELED
+        from cluster.streams import service_for
+
+        service_for(ledgers, "cars").stop()
+    verifier = _verified(list(read_kinesis("qldb")), first_seq=0)
+    assert verifier.blocks == tip + 1

@@ -21,8 +21,9 @@ and account are accepted in an ARN given to us (the server holds one account).
 
 CreateLedger answers `State: CREATING` as QLDB did (clients wait for ACTIVE with
 DescribeLedger); an embedded ledger is usable at once, so DescribeLedger already says ACTIVE.
-The export and stream operations answer 501 `NotImplementedException` until the export and
-stream issue (14) provides them.
+Kinesis streams (StreamJournalToKinesis, Describe/List/Cancel) are served by
+cluster/streams.py's `control_operation`; the export operations answer 501
+`NotImplementedException` until the export issue (14) wires them.
 
 Invariants: `handle_control` never raises; every failure is a response with QLDB's error code
 (in the `x-amzn-ErrorType` header and the body's `Code`), its status (InvalidParameter 400,
@@ -268,6 +269,14 @@ class _Request:
                 self.name = _checked_name(name)
                 return route()
             operation = _export_operation(method, rest)
+            if operation is not None and rest[0] == "journal-kinesis-streams":
+                from cluster.streams import control_operation  # issue 14: journal streams
+
+                self.name = _checked_name(name)
+                self.describe_ledger()  # ResourceNotFound for a ledger that does not exist
+                stream_id = rest[1] if len(rest) > 1 else None
+                return _ok(control_operation(self.ledgers, self.name, operation, self.body(),
+                                             stream_id))  # fmt: skip
             if operation is not None:
                 _checked_name(name)
                 raise self.not_yet(operation)

@@ -20,7 +20,7 @@ import math
 from decimal import Decimal
 from typing import Any
 
-from core.errors import PartiQLEvaluationError
+from core.errors import PartiQLEvaluationError, ValueOutOfRangeError
 from core.limits import check_number, check_product
 from core.partiql.data import MISSING
 
@@ -125,7 +125,9 @@ def _decimal_arith(op: str, a: Decimal, b: Decimal, mode: str) -> Any:
         if op == "/":
             return DIVISION_CONTEXT.divide(a, b)
         return DECIMAL_CONTEXT.remainder(a, b)
-    except (decimal.InvalidOperation, decimal.Overflow):
+    except decimal.Overflow:  # beyond any decimal the bounds allow (core/limits.py)
+        raise ValueOutOfRangeError(f"the result of decimal {op} is out of range") from None
+    except decimal.InvalidOperation:
         raise PartiQLEvaluationError(f"decimal {op} out of range") from None
 
 

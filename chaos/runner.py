@@ -2,8 +2,9 @@
 
 `run(experiment_file, out_dir)`:
 1. starts a toxiproxy server of its own and a cluster from `--config` in `out_dir/data`
-   (each node's LevelDB on a tmpfs of its own when a disk fault is scheduled), every link
-   through a proxy (chaos/toxiproxy.py);
+   (each node's LevelDB on a tmpfs of its own when a disk fault is scheduled, on the
+   power-cut disk double when a power cut is), every link through a proxy
+   (chaos/toxiproxy.py);
 2. runs the workload's clients (chaos/clients.py) for `duration_s` while the nemesis
    (chaos/nemesis.py) injects and undoes each fault on schedule, and a monitor samples the
    leader and the digest;
@@ -22,16 +23,19 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import os
 import random
 import shutil
 import subprocess
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from chaos import clients
+from chaos.disk import POWER_CUT, STORAGE_ENV
 from chaos.experiments import Experiment, load_experiment
 from chaos.nemesis import Nemesis, Undo
 from chaos.toxiproxy import HOW_TO_INSTALL, ProxiedNetwork, ToxiproxyServer, find_server
@@ -62,6 +66,7 @@ class Run:
         self.digests: list[dict[str, Any]] = []
         self.unknown_resolved: dict[str, int] | None = None  # bank: from the final journal
         self.stale_reads_checked = 0
+        self.storage = "leveldb"  # or the power-cut disk double (chaos/disk.py)
         self._stop = threading.Event()
 
     def _relocate(self, config: ClusterConfig, data: Path) -> ClusterConfig:
@@ -91,7 +96,9 @@ class Run:
         network = ProxiedNetwork(server)
         cluster: LedgerCluster | None = None
         try:
-            cluster = LedgerCluster.start(network.install(self.config))
+            with _power_cut_disks(self.experiment):
+                self.storage = os.environ.get(STORAGE_ENV) or "leveldb"
+                cluster = LedgerCluster.start(network.install(self.config))
             workload = self.experiment.workload
             clients.prepare(cluster, workload.kind, workload.size)
             return self._drive(cluster, network, progress)
@@ -318,6 +325,7 @@ class Run:
             "experiment": self.experiment.name,
             "workload": self.experiment.workload.kind,
             "seed": self.experiment.workload.seed,
+            "storage": self.storage,
             "attempted": len(h.events),
             "acknowledged": outcomes["ok"],
             "failed": outcomes["fail"],
@@ -335,6 +343,22 @@ class Run:
             "leaders": [(round(t, 3), leader) for t, leader in self.leaders],
             "ok": converged and not any(violations.values()),
         }
+
+
+@contextlib.contextmanager
+def _power_cut_disks(experiment: Experiment) -> Iterator[None]:
+    """Nodes started inside run on the power-cut disk double (chaos/disk.py) when the
+    experiment cuts the power: a real LevelDB keeps unsynced writes in the page cache, which
+    outlives a killed process, so only the double makes the cut lose what a power cut would."""
+    wanted = any(f.kind == "power-cut" for f in experiment.faults)
+    if not wanted or os.environ.get(STORAGE_ENV):
+        yield
+        return
+    os.environ[STORAGE_ENV] = POWER_CUT
+    try:
+        yield
+    finally:
+        del os.environ[STORAGE_ENV]
 
 
 def _wait_converged(cluster: LedgerCluster, timeout_s: float) -> bool:

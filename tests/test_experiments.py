@@ -112,17 +112,18 @@ def test_a_short_experiment_passes_every_check(
 
 
 def test_a_power_cut_everywhere_loses_no_acknowledged_commit(
-    ray_runtime: None, toxiproxy_available: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ray_runtime: None, toxiproxy_available: None, tmp_path: Path
 ) -> None:
     """Every node killed at once, twice, on a disk that keeps only what was synced
-    (chaos/disk.py): what the clients were told committed is all there afterwards."""
-    monkeypatch.setenv("STRAND_TEST_STORAGE", "power-cut")
+    (chaos/disk.py, which the runner picks for a power cut): what the clients were told
+    committed is all there afterwards."""
     config = private_cluster_config(tmp_path, "strand-experiments", 900)
     short = _shortened(ROOT / "configs" / "chaos" / "power-cut.toml", tmp_path)
     report = run(short, tmp_path / "out", config)
     assert report["ok"], json.dumps(report["violations"], indent=1)[:3000]
     assert report["acknowledged"] > 0
     assert [f["kind"] for f in report["faults"]] == ["power-cut", "power-cut"]
+    assert report["storage"] == "power-cut"
     assert report["unknown_resolved"] is not None
 
 

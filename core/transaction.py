@@ -5,6 +5,9 @@ for every thing it read, the durable sequence number it read it at: a document b
 (`("d", tableId, docId)`), an index lookup as a predicate (`("x", indexId, H(value))`), a
 scan as the whole table (`("t", tableId)`), a table name resolution (`("n", name)`), the
 table count (`("c",)`). Writes and DDL are buffered here and become one block at commit.
+A scan streams (`scan_documents`, `count_documents`): its table read is recorded before
+storage is read, so its mark is at or below the snapshot the scan then reads (a commit in
+between conflicts, none goes unseen), and only a chunk of the table is in memory at a time.
 The engine validates at commit that nothing read changed after it was read; then the
 transaction is equivalent to running alone at its commit point (serializable).
 

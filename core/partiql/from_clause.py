@@ -31,6 +31,11 @@ deadline (core.deadline; rows a block at a time, `runtime.blocks`), which raises
 TransactionExpiredError once the transaction's time is up: a cross join of big tables stops
 soon after the deadline.
 
+Streaming. A FROM item that no variable is bound before (a query's first item, not nested
+in another query's FROM variables) runs once per evaluation: its Source's rows stream
+through (`stream_blocks`), never held whole. A table scanned by a later item is read once
+per evaluation and kept (`_table_rows`), since it is scanned again for every outer row.
+
 Invariants: a Source is scanned once per evaluation of its FROM item (per outer row when
 correlated); indexes live in the Runtime of one evaluation only; bag order carries no
 meaning, list positions (AT) are kept.

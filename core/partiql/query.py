@@ -8,6 +8,12 @@ compiled by `from_clause`. After GROUP BY an expression that denotes a group key
 unnamed aggregates are `_1`, `_2`, ... in turn. ORDER BY after a set operation names the
 output rows' fields.
 
+Aggregation streams: a group keeps a count per `COUNT(*)` and the argument's values per
+other aggregate, not its rows, unless GROUP AS needs them (or error mode an aggregate other
+than COUNT(*), whose argument must not be evaluated early); a query whose aggregates are all
+`COUNT(*)` over one FROM item with no WHERE or LET asks its Source to count (`Source.count`:
+a ledger table counts storage keys, decoding nothing).
+
 Invariants: the result of a SELECT is a Bag, or a list when it has ORDER BY; grouping keeps
 the first-seen order of groups (bags are unordered anyway); the runtime's deadline is charged
 per row aggregated, per ORDER BY comparison and per row DISTINCT sees (the FROM clause

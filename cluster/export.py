@@ -69,6 +69,7 @@ __all__ = [
     "ObjectStore",
     "RestoreResult",
     "S3Store",
+    "sse_put_args",
     "export_journal",
     "open_source",
     "open_store",
@@ -149,14 +150,23 @@ class DirectoryStore:
 class S3Store:
     """Objects in an S3 bucket (any S3-compatible endpoint) through boto3."""
 
-    def __init__(self, bucket: str, *, endpoint_url: str | None = None, client: Any = None) -> None:
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        endpoint_url: str | None = None,
+        client: Any = None,
+        put_args: dict[str, str] | None = None,
+    ) -> None:
+        """`put_args`: extra PutObject parameters (server-side encryption: `sse_put_args`)."""
         import boto3
 
         self.bucket = bucket
         self.client = client or boto3.client("s3", endpoint_url=endpoint_url)
+        self.put_args = dict(put_args or {})
 
     def put(self, key: str, data: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data, **self.put_args)
 
     def get(self, key: str) -> bytes:
         return bytes(self.client.get_object(Bucket=self.bucket, Key=key)["Body"].read())
@@ -170,6 +180,18 @@ class S3Store:
 
     def location(self, key: str) -> str:
         return f"s3://{self.bucket}/{key}"
+
+
+def sse_put_args(encryption: str, kms_key_arn: str | None = None) -> dict[str, str]:
+    """PutObject's server-side encryption parameters for QLDB's ObjectEncryptionType."""
+    if encryption == "SSE_KMS":
+        args = {"ServerSideEncryption": "aws:kms"}
+        if kms_key_arn:
+            args["SSEKMSKeyId"] = kms_key_arn
+        return args
+    if encryption == "SSE_S3":
+        return {"ServerSideEncryption": "AES256"}
+    return {}
 
 
 def open_store(url: str, *, endpoint_url: str | None = None) -> tuple[ObjectStore, str]:
@@ -350,13 +372,16 @@ def export_journal(
     parquet: bool = False,
     export_id: str | None = None,
     ledger_name: str = "ledger",
+    encryption: str = "SSE_S3",
     max_object_blocks: int = MAX_OBJECT_BLOCKS,
     max_object_bytes: int = MAX_OBJECT_BYTES,
     progress: Progress = _nothing,
 ) -> ExportResult:
     """Export blocks [start_time, end_time) (QLDB's bounds) or [first_seq, last_seq] (both
     inclusive; default: the whole journal up to the current tip) of `ledger` (an embedded
-    `Ledger`, `Engine`, `LedgerCluster` or a `BlockSource`) to `store` under `prefix`."""
+    `Ledger`, `Engine`, `LedgerCluster` or a `BlockSource`) to `store` under `prefix`.
+    `encryption` is the objectEncryptionType the started manifest records (the store
+    applies it: `S3Store(put_args=sse_put_args(...))`)."""
     if output_format not in OUTPUT_FORMATS:
         raise InvalidArgumentError(f"output format is one of {OUTPUT_FORMATS}")
     began = time.monotonic()
@@ -384,6 +409,7 @@ def export_journal(
         bucket=store.bucket,
         prefix=prefix,
         output_format=output_format,
+        encryption=encryption,
     )
     key = export_format.started_manifest_key(prefix, export_id)
     store.put(key, started)

@@ -2,7 +2,7 @@
 
 Two layers:
 - `handle_control` called in-process: every route, QLDB's error codes and statuses, the
-  model's input rules, paging, tags by ARN, the export/stream operations refused, and proofs
+  model's input rules, paging, tags by ARN, the export routes answered, and proofs
   checked with `core.verification`; garbage in never raises;
 - boto3's real `qldb` client (botocore 1.40.60, the last with QLDB's model) in a subprocess of
   the pinned environment (tests/qldb_venv.py), over HTTP: create/describe/list/update/delete,
@@ -244,18 +244,17 @@ def test_tags_by_arn(ledgers: EmbeddedLedgers) -> None:
         assert _code(_call(ledgers, "GET", "/tags/" + bad)) == (400, "InvalidParameterException")
 
 
-def test_exports_and_streams_refused_clearly(ledgers: EmbeddedLedgers) -> None:
+def test_export_routes_served_and_unknown_routes_refused(ledgers: EmbeddedLedgers) -> None:
     _call(ledgers, "POST", "/ledgers", {"Name": "s", "PermissionsMode": "STANDARD"})
     routes = [
-        ("POST", "/ledgers/s/journal-s3-exports"),
-        ("GET", "/ledgers/s/journal-s3-exports"),
-        ("GET", "/ledgers/s/journal-s3-exports/" + "a" * 22),
-        ("GET", "/journal-s3-exports"),
-    ]  # streams are served (tests/test_streams.py)
-    for method, path in routes:
-        response = _call(ledgers, method, path, {})
-        assert _code(response) == (501, "NotImplementedException"), path
-        assert "issue 14" in response.body["Message"]
+        ("POST", "/ledgers/s/journal-s3-exports", (400, "InvalidParameterException")),
+        ("GET", "/ledgers/s/journal-s3-exports", (200, "")),
+        ("GET", "/ledgers/s/journal-s3-exports/" + "a" * 22, (404, "ResourceNotFoundException")),
+        ("GET", "/ledgers/nope/journal-s3-exports", (404, "ResourceNotFoundException")),
+        ("GET", "/journal-s3-exports", (200, "")),
+    ]  # exports run in tests/test_gateway_export.py, streams in tests/test_streams.py
+    for method, path, expected in routes:
+        assert _code(_call(ledgers, method, path, {})) == expected, path
     for method, path in [("PUT", "/ledgers"), ("GET", "/nothing"), ("POST", "/ledgers/s/x")]:
         assert _code(_call(ledgers, method, path)) == (404, "UnknownOperationException")
 
@@ -450,7 +449,7 @@ out["mode"] = qldb.update_ledger_permissions_mode(Name="made-by-boto3",
                                                   PermissionsMode="STANDARD")["PermissionsMode"]
 qldb.delete_ledger(Name="made-by-boto3")
 out["after_delete"] = error(qldb.describe_ledger, Name="made-by-boto3")
-out["export"] = error(qldb.list_journal_s3_exports_for_ledger, Name="vr")
+out["export"] = qldb.list_journal_s3_exports_for_ledger(Name="vr")["JournalS3Exports"]
 
 # The auditor's path (DMV sample verifier.py): digest, revision with proof, block with proof.
 def verify(leaf, proof_text, digest):
@@ -576,8 +575,7 @@ def _check_client_output(out: dict[str, Any]) -> None:
     assert out["update"] is False
     assert out["mode"] == "STANDARD"
     assert out["after_delete"][:2] == [404, "ResourceNotFoundException"]
-    assert out["export"][:2] == [501, "NotImplementedException"]
-    assert "issue 14" in out["export"][2]
+    assert out["export"] == []  # served (tests/test_gateway_export.py)
     assert out["revision_hash_ok"] is True
     assert out["revision_proof_ok"] is True
     assert out["tampered_ok"] is False

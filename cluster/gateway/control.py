@@ -22,8 +22,9 @@ and account are accepted in an ARN given to us (the server holds one account).
 CreateLedger answers `State: CREATING` as QLDB did (clients wait for ACTIVE with
 DescribeLedger); an embedded ledger is usable at once, so DescribeLedger already says ACTIVE.
 Kinesis streams (StreamJournalToKinesis, Describe/List/Cancel) are served by
-cluster/streams.py's `control_operation`; the export operations answer 501
-`NotImplementedException` until the export issue (14) wires them.
+cluster/streams.py's `control_operation`; journal exports (ExportJournalToS3,
+DescribeJournalS3Export, ListJournalS3Exports, ListJournalS3ExportsForLedger) by
+cluster/s3_exports.py's (asynchronous jobs with a durable status).
 
 Invariants: `handle_control` never raises; every failure is a response with QLDB's error code
 (in the `x-amzn-ErrorType` header and the body's `Code`), its status (InvalidParameter 400,
@@ -90,7 +91,6 @@ NEXT_TOKEN_CHARS_RANGE = (4, 1024)
 NEXT_TOKEN = re.compile(r"^[A-Za-z0-9+/=-]+$")
 UNIQUE_ID = re.compile(r"^[A-Za-z0-9]{22}$")
 LEDGER_ARN = re.compile(r"^arn:aws[a-z-]*:qldb:[a-z0-9-]*:[0-9]*:ledger/([^/]+)$")
-NOT_YET = "not supported yet: journal exports and streams come with issue 14"
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +165,12 @@ def _mapped(exc: Exception) -> ApiError:
     message = str(exc) or type(exc).__name__
     if isinstance(exc, LedgerNotFoundError):
         return ApiError("ResourceNotFoundException", 404, message, ResourceType="LEDGER")
+    from cluster.s3_exports import ExportNotFoundError, ExportPreconditionError
+
+    if isinstance(exc, ExportNotFoundError):
+        return ApiError("ResourceNotFoundException", 404, message, ResourceType="JOURNAL_EXPORT")
+    if isinstance(exc, ExportPreconditionError):
+        return ApiError("ResourcePreconditionNotMetException", 412, message, ResourceType="LEDGER")
     if isinstance(exc, LedgerClosedError):
         return ApiError("ResourceNotFoundException", 404, f"the ledger was deleted ({message})")
     if isinstance(exc, LedgerExistsError):
@@ -252,7 +258,7 @@ class _Request:
             if method == "GET":
                 return self.list_ledgers()
         elif parts == ["journal-s3-exports"] and method == "GET":
-            raise self.not_yet("ListJournalS3Exports")
+            return self.exports(None, "ListJournalS3Exports", None)
         elif len(parts) >= 2 and parts[0] == "ledgers":
             name = parts[1]
             rest = parts[2:]
@@ -278,16 +284,23 @@ class _Request:
                 return _ok(control_operation(self.ledgers, self.name, operation, self.body(),
                                              stream_id))  # fmt: skip
             if operation is not None:
-                _checked_name(name)
-                raise self.not_yet(operation)
+                self.name = _checked_name(name)
+                self.describe_ledger()  # ResourceNotFound for a ledger that does not exist
+                return self.exports(self.name, operation, rest[1] if len(rest) > 1 else None)
         raise ApiError(
             "UnknownOperationException",
             404,
             f"no QLDB control-plane operation for {self.method} {self.path}",
         )
 
-    def not_yet(self, operation: str) -> ApiError:
-        return ApiError("NotImplementedException", 501, f"{operation}: {NOT_YET}")
+    def exports(self, name: str | None, operation: str, export_id: str | None) -> ControlResponse:
+        """Journal exports to S3 (cluster/s3_exports.py, issue 14)."""
+        from cluster import s3_exports
+
+        query = {key: self.query_value(key) for key in ("max_results", "next_token")}
+        body = self.body() if operation == "ExportJournalToS3" else {}
+        return _ok(s3_exports.control_operation(self.ledgers, name, operation, body, export_id,
+                                                query))  # fmt: skip
 
     # ---------------------------------------------------------------- ledgers
     def create_ledger(self) -> ControlResponse:

@@ -4,13 +4,15 @@
                  (--access-key K --secret-key S | --keys FILE.toml)
                  [--session-idle-timeout-s N] [--session-max-lifetime-s N]
                  [--transaction-timeout-s N] [--max-sessions N] [--max-inflight N]
-                 [--tls-cert F --tls-key F]
+                 [--tls-cert F --tls-key F] [--s3-endpoint-url URL]
     strand serve --cluster CONFIG ...          (each ledger a replicated group on Ray)
 
 Prints `strand serve: listening on http://HOST:PORT` (https with TLS) once it listens
 (with `--port 0`, the port picked), then serves until SIGTERM or SIGINT, when it stops
-gracefully (cluster/gateway/server.py). The keys file is TOML: a `[keys]` table mapping each
-access key to its secret key. Exit status 0 after a clean stop, 2 on bad usage.
+gracefully (cluster/gateway/server.py; journal exports still running are stopped first and
+run again at the next start, cluster/s3_exports.py). The keys file is TOML: a `[keys]`
+table mapping each access key to its secret key. Exit status 0 after a clean stop, 2 on bad
+usage.
 
 Invariants: the server never starts without at least one access key; `--data` and
 `--cluster` are exclusive; a TLS certificate and key come together.
@@ -69,6 +71,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stop-grace-s", type=float, default=10.0)
     parser.add_argument("--tls-cert")
     parser.add_argument("--tls-key")
+    parser.add_argument(
+        "--s3-endpoint-url",
+        help="S3 endpoint for ExportJournalToS3 (default: boto3's, e.g. AWS_ENDPOINT_URL_S3)",
+    )
 
 
 def load_keys(args: argparse.Namespace) -> dict[str, str]:
@@ -143,6 +149,9 @@ async def _serve(ledgers: Any, config: GatewayConfig, args: argparse.Namespace) 
     gateway = Gateway(ledgers, config)
     ssl_context = make_ssl_context(args)
     port = await gateway.start(args.host, args.port, ssl_context)
+    from cluster import s3_exports  # journal exports left IN_PROGRESS run again now
+
+    s3_exports.jobs_for(ledgers, s3_endpoint_url=getattr(args, "s3_endpoint_url", None))
     print(f"strand serve: listening on {gateway.scheme}://{args.host}:{port}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -150,6 +159,7 @@ async def _serve(ledgers: Any, config: GatewayConfig, args: argparse.Namespace) 
         loop.add_signal_handler(signum, stop.set)
     await stop.wait()
     print("strand serve: stopping", flush=True)
+    await loop.run_in_executor(None, s3_exports.close_jobs, ledgers)  # before ledgers close
     await gateway.stop()
 
 

@@ -8,8 +8,10 @@
     strand restore TARGET DIR [--digest FILE]        a new embedded ledger from an export
 
 TARGET is a directory or `s3://bucket/prefix` (boto3's credential chain; the endpoint from
-`--endpoint-url` or AWS_ENDPOINT_URL_S3). Every command takes `--json` for scripts; without
-it, a Rich progress bar shows while blocks are read. Exit status: 0 done (verified), 1 the
+`--endpoint-url` or AWS_ENDPOINT_URL_S3). `verify export` and `restore` find the export
+anywhere under a directory (e.g. one downloaded from S3, its prefix kept as folders or not).
+Every command takes `--json` for scripts; without it, a Rich progress bar shows while blocks
+are read. Exit status: 0 done (verified), 1 the
 export or proof does not verify or the ledger refused, 2 bad usage.
 """
 
@@ -220,9 +222,11 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 def _run_verify_export(args: argparse.Namespace) -> int:
-    from cluster.export import open_store, verify_export
+    from cluster.export import open_export, verify_export
 
-    store, prefix = open_store(args.target, endpoint_url=args.endpoint_url)
+    store, prefix = open_export(
+        args.target, endpoint_url=args.endpoint_url, export_id=args.export_id
+    )
     with _progress("verifying", args.json) as progress:
         report = verify_export(
             store, prefix, _load_digest(args.digest), export_id=args.export_id, progress=progress
@@ -274,9 +278,11 @@ def _run_verify_proof(args: argparse.Namespace) -> int:
 
 
 def _run_restore(args: argparse.Namespace) -> int:
-    from cluster.export import open_store, restore_export
+    from cluster.export import open_export, restore_export
 
-    store, prefix = open_store(args.target, endpoint_url=args.endpoint_url)
+    store, prefix = open_export(
+        args.target, endpoint_url=args.endpoint_url, export_id=args.export_id
+    )
     saved = _load_digest(args.digest) if args.digest else None
     with _progress("restoring", args.json) as progress:
         result = restore_export(

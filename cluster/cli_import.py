@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
                 )
             out: dict[str, Any] = {
                 "verified": {
-                    "blocks": result.verified.blocks,
+                    "blocks": result.verified.blocks_checked,
                     "revisions": result.verified.revisions,
                     "dataVerified": result.verified.data_verified,
                 },

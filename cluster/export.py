@@ -103,13 +103,18 @@ class ObjectStore(Protocol):
 
 
 class DirectoryStore:
-    """Objects as files under `root` (keys are relative paths)."""
+    """Objects as files under `root` (keys are relative paths). `strip_prefix`: keys that
+    start with it are read without it (an export downloaded from `s3://bucket/<prefix>` into
+    `root`: its manifest lists full keys, the files sit below `root` without the prefix)."""
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, strip_prefix: str = "") -> None:
         self.root = Path(root)
         self.bucket = str(self.root)
+        self.strip_prefix = strip_prefix
 
     def _path(self, key: str) -> Path:
+        if self.strip_prefix and key.startswith(self.strip_prefix):
+            key = key[len(self.strip_prefix) :]
         path = (self.root / key).resolve()
         if not path.is_relative_to(self.root.resolve()):
             raise InvalidArgumentError(f"object key {key!r} leaves the directory")
@@ -202,6 +207,40 @@ def open_store(url: str, *, endpoint_url: str | None = None) -> tuple[ObjectStor
             raise InvalidArgumentError(f"no bucket in {url!r}")
         return S3Store(bucket, endpoint_url=endpoint_url), prefix
     return DirectoryStore(url), ""
+
+
+def open_export_directory(
+    directory: str | os.PathLike[str], export_id: str | None = None
+) -> tuple[DirectoryStore, str]:
+    """(store, prefix) to read an export found anywhere under `directory`: written there by
+    `strand export`, or by QLDB (or Strand) to S3 and downloaded, the S3 prefix kept as
+    folders or not. The completed manifest's folder is the store's root; the S3 prefix its
+    keys carry before `<exportId>/` is stripped (`DirectoryStore.strip_prefix`)."""
+    root = Path(directory)
+    found = sorted(root.rglob("*.completed.manifest"))
+    if export_id is not None:
+        found = [p for p in found if p.name.startswith(f"{export_id}.")]
+    if not found:
+        raise InvalidArgumentError(f"no completed export manifest under {root}")
+    folders = {p.parent for p in found}
+    if len(folders) > 1:
+        raise InvalidArgumentError(f"exports in several folders under {root}: name one")
+    manifest = found[0]
+    listed = export_format.parse_manifest(manifest.read_bytes(), str(manifest)).get("keys")
+    strip = ""
+    first_id = manifest.name.split(".")[0]
+    if isinstance(listed, list) and listed and f"{first_id}/" in str(listed[0]):
+        strip = str(listed[0])[: str(listed[0]).index(f"{first_id}/")]
+    return DirectoryStore(manifest.parent, strip_prefix=strip), ""
+
+
+def open_export(
+    url: str, *, endpoint_url: str | None = None, export_id: str | None = None
+) -> tuple[ObjectStore, str]:
+    """(store, prefix) to read an export at `s3://bucket/prefix` or under a directory."""
+    if url.startswith("s3://"):
+        return open_store(url, endpoint_url=endpoint_url)
+    return open_export_directory(url, export_id)
 
 
 def _location(store: ObjectStore, key: str) -> str:
@@ -584,9 +623,13 @@ class ExportListing:
 
 
 def find_export(
-    store: ObjectStore, prefix: str = "", export_id: str | None = None
+    store: ObjectStore,
+    prefix: str = "",
+    export_id: str | None = None,
+    output_format: str | None = None,
 ) -> ExportListing:
-    """The completed export under `prefix` (the only one, or `export_id`'s)."""
+    """The completed export under `prefix` (the only one, or `export_id`'s). Its format:
+    `output_format`, else the started manifest's, else what its first object looks like."""
     completed = [
         k
         for k in store.list(prefix)
@@ -609,11 +652,16 @@ def find_export(
     if not isinstance(keys_listed, list) or not all(isinstance(k, str) for k in keys_listed):
         raise ExportFormatError(f"{_location(store, key)}: keys is not a list of object keys")
     frontier = export_format.manifest_frontier(manifest, _location(store, key))
-    output_format = ION_TEXT
     started_key = export_format.started_manifest_key(prefix, export_id)
-    with contextlib.suppress(OSError, KeyError, ExportFormatError, Exception):
+    with contextlib.suppress(Exception):  # a missing or unreadable started manifest
         started = export_format.parse_manifest(store.get(started_key), started_key)
-        output_format = str(started.get("outputFormat") or ION_TEXT)
+        output_format = output_format or started.get("outputFormat")
+    if not output_format and keys_listed:
+        with contextlib.suppress(Exception):
+            output_format = JSON if store.get(str(keys_listed[0]))[:2] == b'{"' else None
+    output_format = str(output_format or ION_TEXT)
+    if output_format not in OUTPUT_FORMATS:
+        raise ExportFormatError(f"{_location(store, key)}: unknown output format {output_format!r}")
     return ExportListing(
         export_id, strand_id, output_format, [str(k) for k in keys_listed], frontier, key
     )
@@ -740,10 +788,12 @@ def _is_utf8(data: bytes) -> bool:
     return True
 
 
-def _read_blocks(
+def read_export_blocks(
     store: ObjectStore, listing: ExportListing, verifier: ExportVerifier | None
 ) -> Iterator[tuple[str, Block]]:
-    """Every block of the export in order (problems reading go to the verifier)."""
+    """Every block of the export in order, with the location of its object (problems
+    reading go to the verifier; without one they raise ExportFormatError). The one reader
+    of exports: verify, restore and the QLDB migration (cluster/importer.py) use it."""
     readers: list[_Reader] = []
     try:
         yield from _read_listed(store, listing, verifier, readers)
@@ -794,7 +844,7 @@ def verify_export(
     verifier = ExportVerifier(digest, strand_id, tip, listing.frontier)
     lossy = listing.output_format == JSON
     total = _claimed_blocks(listing.keys)
-    for done, (_, block) in enumerate(_read_blocks(store, listing, verifier), 1):
+    for done, (_, block) in enumerate(read_export_blocks(store, listing, verifier), 1):
         verifier.add_block(block, lossy=lossy)
         if done % 64 == 0:
             progress(done, total)
@@ -875,7 +925,7 @@ def restore_export(
     done = 0
     try:
         pending: list[Block] = []
-        for where, block in _read_blocks(store, listing, verifier):
+        for where, block in read_export_blocks(store, listing, verifier):
             if verifier is not None:
                 verifier.add_block(block)
             plain = _plain_block(block, where)
@@ -958,7 +1008,15 @@ def _apply(engine: Engine, blocks: list[Block], where: str) -> None:
     engine.publish(batch)
 
 
-__all__ += ["ExportListing", "RestoreError", "find_export", "ION_BINARY"]
+__all__ += [
+    "ExportListing",
+    "RestoreError",
+    "find_export",
+    "open_export",
+    "open_export_directory",
+    "read_export_blocks",
+    "ION_BINARY",
+]
 
 if __name__ == "__main__":
     _child_main()

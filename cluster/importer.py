@@ -12,7 +12,8 @@ Two jobs on one engine:
   batches under the same ids, and the journal refuses each committed one with
   `TransactionCommittedError`, which counts as done. Exactly once, no gap.
 - `migrate_qldb_export`: a QLDB export directory and the digest saved from QLDB. Every data
-  object is read and every block checked (core.qldb_export.ChainVerifier) BEFORE the first
+  object is read (cluster/export.py's reader) and every block checked
+  (core.export_verification.ExportVerifier, the verifier of `strand verify export`) BEFORE the first
   write; a failure raises `VerificationFailed` and the target ledger is untouched. Then one
   DDL transaction recreates the tables and indexes (refused, still writing nothing, when the
   target already has a table of those names and that transaction is not ours), the live
@@ -46,7 +47,10 @@ from typing import IO, Any, Protocol
 
 from amazon.ion import simpleion
 
-from core.errors import StrandError, TransactionCommittedError
+from cluster.export import ExportListing, find_export, open_export_directory, read_export_blocks
+from core.errors import InvalidArgumentError, StrandError, TransactionCommittedError
+from core.export_format import ExportFormatError
+from core.export_verification import ExportReport, ExportVerifier, parse_digest
 from core.importing import (
     Batch,
     Record,
@@ -62,15 +66,9 @@ from core.importing import (
     plan_batches,
 )
 from core.limits import MAX_ACTIVE_TABLES, MAX_DOCUMENTS_PER_TRANSACTION
-from core.qldb_export import (
-    ChainReport,
-    ChainVerifier,
-    ExportContents,
-    VerificationFailed,
-    from_json_block,
-    parse_digest,
-)
+from core.qldb_export import ExportContents, VerificationFailed
 from core.transaction import Transaction
+from core.verification import VerificationError
 
 CHECKPOINT_VERSION = 1
 DEFAULT_PARALLEL_BATCHES = 8  # batches in flight: one group commit, one checkpoint write
@@ -633,123 +631,11 @@ def _load_json(path: Path) -> Any:
         raise ImportFailed(f"{path}: {exc}") from None
 
 
-def _load_ion_manifest(path: Path) -> Any:
-    text = path.read_text()
-    try:
-        return json.loads(text)
-    except ValueError:
-        pass
-    try:
-        return simpleion.loads(text)
-    except Exception as exc:  # noqa: BLE001
-        raise ImportFailed(f"{path}: not a manifest: {exc}") from None
-
-
-@dataclass(slots=True)
-class ExportLayout:
-    """The data objects of an export, in journal order, and its format."""
-
-    objects: list[Path]
-    fmt: str  # ION_TEXT, ION_BINARY or JSON
-    export_id: str
-
-
-def read_layout(directory: Path, fmt: str | None = None) -> ExportLayout:
-    """Find the started and completed manifests under `directory` and the data objects the
-    completed manifest lists (in its order), as local files."""
-    started = sorted(directory.rglob("*.started.manifest"))
-    completed = sorted(directory.rglob("*.completed.manifest"))
-    if len(started) != 1:
-        raise ImportFailed(f"{directory}: expected one *.started.manifest, found {len(started)}")
-    if len(completed) != 1:
-        raise ImportFailed(
-            f"{directory}: expected one *.completed.manifest (one strand), found {len(completed)}"
-        )
-    info = _load_ion_manifest(started[0])
-    keys = _load_ion_manifest(completed[0]).get("keys")
-    if not isinstance(keys, list):
-        raise ImportFailed(f"{completed[0]}: no keys list")
-    prefix = str(info.get("prefix") or "")
-    objects = []
-    for key in keys:
-        key = str(key)
-        candidates = [directory / key]
-        if prefix and key.startswith(prefix):
-            candidates.append(directory / key[len(prefix) :].lstrip("/"))
-        candidates += sorted(directory.rglob(Path(key).name))
-        found = next((c for c in candidates if c.is_file()), None)
-        if found is None:
-            raise ImportFailed(
-                f"the completed manifest lists {key}, which is not under {directory}"
-            )
-        objects.append(found)
-    out_format = fmt or str(info.get("outputFormat") or "") or _sniff(objects)
-    if out_format not in ("ION_TEXT", "ION_BINARY", "JSON"):
-        raise ImportFailed(f"unknown export format {out_format!r}")
-    return ExportLayout(objects, out_format, str(info.get("exportId", "")))
-
-
-def _sniff(objects: list[Path]) -> str:
-    if not objects:
-        return "ION_TEXT"
-    with open(objects[0], "rb") as f:
-        head = f.read(4)
-    if head == b"\xe0\x01\x00\xea":
-        return "ION_BINARY"
-    return "JSON" if head[:2] == b'{"' else "ION_TEXT"
-
-
-def read_blocks(path: Path, fmt: str) -> Iterator[Mapping[str, Any]]:
-    """The blocks of one data object."""
-    data = path.read_bytes()
-    if fmt == "JSON":
-        for line_no, line in enumerate(data.splitlines(), start=1):
-            if line.strip():
-                try:
-                    yield from_json_block(
-                        json.loads(line, parse_float=__import__("decimal").Decimal)
-                    )
-                except ValueError as exc:
-                    raise VerificationFailed(
-                        f"line {line_no} is not JSON: {exc}", path.name
-                    ) from None
-        return
-    try:
-        values = simpleion.loads(data, single_value=False)
-    except Exception as exc:  # noqa: BLE001 (amazon-ion raises many types)
-        raise VerificationFailed(_ion_problem(data, fmt, exc), path.name) from None
-    for value in values:
-        if not isinstance(value, Mapping):
-            raise VerificationFailed("a top-level value is not a block struct", path.name)
-        yield value
-
-
-def _ion_problem(data: bytes, fmt: str, exc: Exception) -> str:
-    """Where Ion text stops parsing (exports write one block per line), else the error."""
-    if fmt == "ION_TEXT":
-        for line_no, line in enumerate(data.splitlines(), start=1):
-            try:
-                simpleion.loads(line, single_value=False)
-            except Exception as line_exc:  # noqa: BLE001
-                return f"line {line_no} is not readable Ion: {line_exc}"
-    return f"not readable Ion: {exc}"
-
-
-def _range_of(path: Path) -> tuple[int, int] | None:
-    """(first, last) from `<strandId>.<first>-<last>.ion`, when the name says."""
-    parts = path.name.split(".")
-    if len(parts) >= 3 and "-" in parts[1]:
-        first, _, last = parts[1].partition("-")
-        if first.isdigit() and last.isdigit():
-            return int(first), int(last)
-    return None
-
-
 @dataclass(slots=True)
 class Verified:
-    report: ChainReport
+    report: ExportReport
     contents: ExportContents
-    layout: ExportLayout
+    listing: ExportListing
     digest: bytes
     strand_id: str
     tip_seq: int
@@ -761,30 +647,32 @@ def verify_export(
     *,
     keep_history: bool = False,
     fmt: str | None = None,
-    on_block: Callable[[int], None] | None = None,
 ) -> Verified:
-    """Check every block of the export against the digest; VerificationFailed if any fails.
-    Reads everything, writes nothing."""
-    digest, strand_id, tip = parse_digest(saved_digest)
-    layout = read_layout(directory, fmt)
-    verifier = ChainVerifier(digest, strand_id, tip, json_data=layout.fmt == "JSON")
+    """Check every block of the export under `directory` against the digest with the one
+    reader and verifier of exports (cluster/export.py, core/export_verification.py);
+    VerificationFailed unless it verifies from block 0 to exactly the digest's tip. Reads
+    everything, writes nothing."""
+    try:
+        digest, strand_id, tip = parse_digest(saved_digest)
+    except VerificationError as exc:
+        raise VerificationFailed(str(exc)) from None
+    try:
+        store, prefix = open_export_directory(directory)
+        listing = find_export(store, prefix, output_format=fmt)
+    except (InvalidArgumentError, ExportFormatError) as exc:
+        raise ImportFailed(str(exc)) from None
+    verifier = ExportVerifier(digest, strand_id, tip, listing.frontier)
     contents = ExportContents(keep_history=keep_history)
-    for path in layout.objects:
-        where = str(path.relative_to(directory))
-        named = _range_of(path)
-        first_seq = verifier.report.blocks
-        for block in read_blocks(path, layout.fmt):
-            verifier.feed(block, where)
-            contents.feed(block)
-            if on_block is not None:
-                on_block(verifier.report.blocks)
-        if named is not None and named != (first_seq, verifier.report.blocks - 1):
-            raise VerificationFailed(
-                f"the object's name says blocks {named[0]}-{named[1]}, it holds "
-                f"{first_seq}-{verifier.report.blocks - 1}",
-                where,
-            )
-    return Verified(verifier.finish(), contents, layout, digest, strand_id, tip)
+    lossy = listing.output_format == "JSON"
+    for _, block in read_export_blocks(store, listing, verifier):
+        verifier.add_block(block, lossy=lossy)
+        contents.feed(block)
+    report = verifier.finish()
+    refusal = report.refusal()
+    if refusal is not None:
+        where, why = refusal
+        raise VerificationFailed(why, where)
+    return Verified(report, contents, listing, digest, strand_id, tip)
 
 
 @dataclass(slots=True)
@@ -793,7 +681,7 @@ class MigrationResult:
     record_file: str
     ids_file: str
     run: RunReport
-    verified: ChainReport
+    verified: ExportReport
     already_done: bool = False
 
 
@@ -829,7 +717,7 @@ def migrate_qldb_export(
     report, contents = verified.report, verified.contents
     if not report.data_verified and not accept_unverified_data:
         raise VerificationFailed(
-            f"the export is JSON: {report.unverified_revisions} of {report.revisions} "
+            f"the export is JSON: {report.unchecked_revisions} of {report.revisions} "
             "revisions hold data whose Ion types JSON lost, so their data cannot be checked "
             "against their hashes (every block hash, the chain and the digest did verify); "
             "use an ION_TEXT or ION_BINARY export, or accept the data as it is explicitly"
@@ -861,8 +749,8 @@ def migrate_qldb_export(
     qldb = {
         "digest": _b64(verified.digest),
         "digestTipAddress": {"strandId": verified.strand_id, "sequenceNo": verified.tip_seq},
-        "exportId": verified.layout.export_id,
-        "format": verified.layout.fmt,
+        "exportId": verified.listing.export_id,
+        "format": verified.listing.output_format,
     }
     key = import_key({"qldb": qldb, "history": with_history, "kind": "qldb-migration"})
     record_path = record_path or directory.with_name(directory.name + ".strand-migration.json")
@@ -925,10 +813,10 @@ def migrate_qldb_export(
     migration: dict[str, Any] = {
         "qldb": {
             **qldb,
-            "blocks": report.blocks,
+            "blocks": report.blocks_checked,
             "revisions": report.revisions,
             "dataVerified": report.data_verified,
-            "unverifiedRevisions": report.unverified_revisions,
+            "unverifiedRevisions": report.unchecked_revisions,
         },
         "strand": {
             "digestAfterImport": _b64(bytes(after["digest"])),

@@ -93,21 +93,6 @@ def _metadata_dir(ledgers: Any) -> Path:
     return Path(ledgers.data_root) / "ledgers"
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(path.name + ".tmp")
-    with open(temp, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(temp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 class ExportJobs:
     """The export jobs of one ledger set (see the module docstring). Thread-safe."""
 
@@ -142,7 +127,10 @@ class ExportJobs:
         """Caller holds the lock."""
         jobs = sorted(self._jobs.values(), key=_order)
         data = json.dumps({"format": _FORMAT, "exports": jobs}, indent=1).encode()
-        _write_atomically(self.path, data)
+        from cluster.importer import write_atomically  # temp, fsync, rename, dir fsync
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomically(self.path, data)
 
     # ----------------------------------------------------------------- operations
     def start(self, name: str, body: dict[str, Any]) -> str:

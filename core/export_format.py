@@ -22,8 +22,13 @@ Formats:
   blobs base64, clobs as strings of their bytes (Latin-1), timestamps and symbols as their
   Ion text, decimals as JSON numbers, s-expressions as arrays, annotations dropped, typed
   nulls as null, nan and infinities as null. The down-conversion loses Ion types; reading a
-  JSON export back (`decode_object`) restores the types of every field QLDB defines (hashes,
-  timestamps), but not those of the documents' data.
+  JSON export back (`decode_object`, `from_json_block`) restores the types of every field
+  QLDB defines (hashes, timestamps, statement digests), but not those of the documents'
+  data (numbers with a fraction or exponent are read as decimals, exact as written).
+
+Reading: `decode_object` is the one reader of data objects (Strand's exports and QLDB's,
+for `strand verify export`, `strand restore` and `strand import --qldb-export`), and
+`parse_manifest` / `manifest_frontier` the one reader of manifests.
 
 Strand extension: an export that does not start at block 0 lists in its completed manifest
 `strandMerkleFrontier`, the hashes of the complete Merkle nodes of blocks 0..first-1
@@ -64,6 +69,9 @@ __all__ = [
     "data_object_key",
     "decode_object",
     "encode_blocks",
+    "from_json_block",
+    "manifest_frontier",
+    "object_range",
     "parse_manifest",
     "started_manifest",
     "started_manifest_key",
@@ -246,7 +254,7 @@ def decode_object(data: bytes, output_format: str) -> Iterator[DecodedBlock]:
             continue
         try:
             if output_format == JSON:
-                block = _as_block(from_json_block(json.loads(line)))
+                block = _as_block(from_json_block(json.loads(line, parse_float=decimal.Decimal)))
             else:
                 block = _as_block(_load_pure(line, single_value=True))
         except Exception as exc:

@@ -20,6 +20,12 @@ known) and what failed. An export verifies (`ExportReport.ok`) only when it hold
 tip block and nothing failed. Blocks after the tip are checked (1-3) but no digest covers
 them: `ExportReport.beyond_tip` counts them.
 
+This is the one verifier of exports: `strand verify export`, `strand restore --digest` and
+the migration from QLDB (`strand import --qldb-export`, which also needs
+`ExportReport.refusal() is None`: the whole journal from block 0 to exactly the tip) all feed
+it, through the one reader (`core.export_format.decode_object`, cluster/export.py's
+`read_export_blocks`).
+
 JSON exports lose the Ion types of documents' data, so a revision whose data does not hash
 to its revision hash may have been altered or merely down-converted: such revisions are
 counted (`unchecked_revisions`), not failed; everything else of a JSON block (hashes, chain,
@@ -66,6 +72,7 @@ class ExportReport:
     last_seq: int | None = None
     root_checked: bool = False
     beyond_tip: int = 0
+    revisions: int = 0
     unchecked_revisions: int = 0
     problems: list[ExportProblem] = field(default_factory=list)
     problem_count: int = 0
@@ -73,6 +80,32 @@ class ExportReport:
     @property
     def ok(self) -> bool:
         return self.root_checked and self.problem_count == 0
+
+    @property
+    def data_verified(self) -> bool:
+        """Every revision's data hashed to its revision hash (False only for JSON)."""
+        return self.unchecked_revisions == 0
+
+    def refusal(self) -> tuple[str, str] | None:
+        """(where, why) an export cannot stand for the whole journal up to the digest's tip
+        (what a migration needs): the first problem, blocks beyond the tip or before block
+        0 missing; None when it can."""
+        if self.problems:
+            first = self.problems[0]
+            where = (
+                first.key if first.sequence_no is None else f"{first.key} block {first.sequence_no}"
+            )
+            return where, first.problem
+        if not self.ok:
+            return "", "the export does not verify against the digest"
+        if self.first_seq != 0:
+            return "", f"the export starts at block {self.first_seq}: the whole journal is needed"
+        if self.beyond_tip:
+            return "", (
+                f"the export goes beyond the digest's tip (block {self.digest_tip_seq}) by "
+                f"{self.beyond_tip} blocks; save a digest that covers the whole export"
+            )
+        return None
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -83,6 +116,7 @@ class ExportReport:
             "lastSequenceNo": self.last_seq,
             "rootChecked": self.root_checked,
             "blocksBeyondTip": self.beyond_tip,
+            "revisions": self.revisions,
             "uncheckedRevisions": self.unchecked_revisions,
             "problemCount": self.problem_count,
             "problems": [
@@ -93,23 +127,34 @@ class ExportReport:
 
 
 def parse_digest(saved: Mapping[str, Any]) -> tuple[bytes, str, int]:
-    """(digest, strandId, tip sequence number) of a saved GetDigest answer (JSON-decoded:
-    `Digest` base64; `DigestTipAddress` an IonText holder) or of a `get_digest()` result."""
+    """(digest, strandId, tip sequence number) of a saved digest: QLDB's GetDigest answer as
+    JSON (``{"Digest": "<base64>", "DigestTipAddress": {"IonText": "{strandId:…,sequenceNo:N}"}}``,
+    also what `strand digest` writes), or a `get_digest()` result (`digest` bytes,
+    `digestTipAddress` a struct); either spelling of the names, the digest as base64 text or
+    bytes, the tip as an IonText holder, Ion text or a struct. VerificationError otherwise."""
     try:
-        if "Digest" in saved:
-            raw = saved["Digest"]
-            digest = base64.b64decode(raw, validate=True) if isinstance(raw, str) else bytes(raw)
-            tip = saved["DigestTipAddress"]
+        raw = saved["Digest"] if "Digest" in saved else saved["digest"]
+        if isinstance(raw, str):
+            digest = base64.b64decode(raw, validate=True)
+        elif isinstance(raw, bytes | bytearray | memoryview):
+            digest = bytes(raw)
         else:
-            digest, tip = bytes(saved["digest"]), saved["digestTipAddress"]
+            raise TypeError("the digest is neither base64 text nor bytes")
+        tip = (
+            saved["DigestTipAddress"] if "DigestTipAddress" in saved else saved["digestTipAddress"]
+        )
         if isinstance(tip, Mapping) and "IonText" in tip:
-            tip = load_text(str(tip["IonText"]))  # the pure-Python Ion reader
+            tip = tip["IonText"]
+        if isinstance(tip, str):
+            tip = load_text(tip)  # the pure-Python Ion reader
         strand_id, seq = tip["strandId"], tip["sequenceNo"]
     except (KeyError, TypeError, ValueError, IonTextError) as exc:
         raise VerificationError(f"not a saved digest: {exc!r}") from None
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0 or len(digest) != 32:
+    if not isinstance(strand_id, str) or not isinstance(seq, int) or isinstance(seq, bool):
+        raise VerificationError("not a saved digest: the tip needs a strandId and a sequenceNo")
+    if seq < 0 or len(digest) != 32:
         raise VerificationError("not a saved digest: a 32-byte Digest and a sequenceNo >= 0")
-    return digest, str(strand_id), int(seq)
+    return digest, strand_id, int(seq)
 
 
 def _hash(value: object) -> bytes | None:
@@ -217,6 +262,8 @@ class ExportVerifier:
     def _check_hashes(
         self, seq: int, block: Mapping[str, Any], block_hash: bytes, lossy: bool
     ) -> None:
+        revisions = block.get("revisions")
+        self.report.revisions += len(revisions) if isinstance(revisions, list) else 0
         if not lossy:
             try:  # an empty proof leads from blockHash to itself: only the block is checked
                 verification.check_block(block, [], block_hash)

@@ -318,7 +318,7 @@ def test_json_export_refused_unless_unverified_data_is_accepted(
             target, tmp_path / "export", digest, accept_unverified_data=True
         )
         assert not result.verified.data_verified
-        assert result.verified.unverified_revisions == 25  # the decimals' revisions
+        assert result.verified.unchecked_revisions == 25  # the decimals' revisions
         assert len(rows_of(target, "Vehicle")) == len(live)
 
 

@@ -1,11 +1,15 @@
 """The `strand` command: operations on a running cluster.
 
+    strand up      [CONFIG]                 start the local 3-AZ cluster (cli_fronts.py)
+    strand shell   --data DIR | [CONFIG] [--start]   the PartiQL shell
     strand status  [--config PATH]          each node's role, term, position and health
     strand scrub   [--config PATH] NODE     check every entry NODE stores now; repair it
     strand rebuild [--config PATH] NODE     replace NODE's storage and re-seed it from its peers
     strand serve   --data DIR | --cluster CONFIG ...   QLDB's protocols over HTTP (serve.py)
     strand import  FILE --table T | --qldb-export DIR --digest F ...   rows in (cli_import.py)
     strand stream  create|list|describe|cancel|run|read ...   journal streams (cli_stream.py)
+    strand digest | export | verify export|block|revision | restore ...   (cli_export.py)
+    strand chaos ARGS | strand bench engine|cluster|partiql|failover|gateway ARGS   fronts
 
 `status` and `scrub` need only the config (they speak the client protocol); `rebuild`
 attaches to the cluster's Ray (RAY_ADDRESS, or the local one) because it replaces an actor's
@@ -34,6 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from cluster import cli_export  # digest, export, verify, restore (issue 14)
 
     cli_export.add_commands(commands)
+    from cluster import cli_fronts  # up, shell, chaos, bench (issue 14)
+
+    cli_fronts.add_commands(commands)
     for name in ("scrub", "rebuild"):
         command = commands.add_parser(name)
         command.add_argument("node")

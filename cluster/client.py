@@ -686,8 +686,9 @@ class ClusterTransaction:
             outcome = cluster._resolved(self.transaction_id, lost)
         if isinstance(outcome, Failed):
             if isinstance(outcome.error, TransactionCommittedError):
+                # committed, its answer lost: the leader checked `digest` against its own
                 seq = outcome.error.sequence_no
-                outcome = Done(self.transaction_id, None, seq, self._digest)
+                outcome = Done(self.transaction_id, None, seq, digest)
             else:
                 LedgerCluster._raise(outcome)
         assert isinstance(outcome, Done)

@@ -68,7 +68,7 @@ from core.errors import (
     TableNotFoundError,
     UnavailableError,
 )
-from core.raft import Message
+from core.raft import Message, Role
 from core.replica import ReadyWork, Replica, ReplicaOutput, seed_hard_state
 from core.requests import Dispatch, Done, Duty, Failed, JobResult, Read, Reply, Request, Serve
 from core.storage import (
@@ -372,6 +372,10 @@ class NodeHost:
         for message in out.messages:
             self._send(message)
         self.machine.observe(out)
+        if out.role is Role.LEADER and (self.workers is None or not self.workers.warm):
+            # a new leader starts its workers now, while it waits for its first entry to
+            # commit, so the first transactions after a failover do not wait for processes
+            self._pool().warm_up()
 
     def _carry_out(self, duties: list[Duty]) -> None:
         for duty in duties:

@@ -11,7 +11,8 @@ heartbeats, elections and other clients' commits go on (tests/test_cluster.py sh
                                 deadline_ms], ...]]
                      ["data", durable_seq, catalog_version, result]    answer to a read
                      ["fail", error]                                   a read that failed
-    worker -> node   ["read", method, args]                            see RemoteView
+    worker -> node   ["ready"]                     a --warm worker, once its parser is built
+                     ["read", method, args]                            see RemoteView
                      ["done", job_id, state, value, error, user_error]
 
 A job runs in a real `core.transaction.Transaction` over `RemoteView`, which reads the node's
@@ -26,6 +27,7 @@ function that loops in Python is killed there by the pool.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import socket
@@ -189,9 +191,22 @@ def run_job(view: RemoteView, ids: IdSource, job: list[Any]) -> list[Any]:
     return ["done", job_id, encode_state(tx), encoded, None, None]
 
 
-def main(fd: int) -> int:
+def _warm_up() -> None:
+    """Build the PartiQL parser now (~1 s of CPU), before the first job: the workers a node
+    starts when it begins to lead (`--warm`, cluster/workers.py) do it while the election
+    completes, instead of delaying the first statements after a failover."""
+    from core.partiql.parser import parse
+
+    with contextlib.suppress(Exception):  # a head start only: else the first job builds it
+        parse("SELECT * FROM t WHERE a = 1")
+
+
+def main(fd: int, warm: bool = False) -> int:
     sock = socket.socket(fileno=fd)
     hello = recv_frame(sock)
+    if warm:
+        _warm_up()
+        send_frame(sock, ["ready"])
     view = RemoteView(sock, hello[1])
     ids = IdSource(os.urandom)
     while True:
@@ -206,4 +221,4 @@ def main(fd: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(int(sys.argv[1])))
+    sys.exit(main(int(sys.argv[1]), warm="--warm" in sys.argv[2:]))

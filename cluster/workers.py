@@ -9,7 +9,11 @@ node for reads (served here from the engine: committed state), and each result g
 `on_result(job_id, JobResult)` as it arrives. `min_workers` start with the pool (two: the
 cores of a small machine); when a job has waited `grow_after_ms` with every worker busy,
 the pool grows, up to `max_workers`, so one slow transaction function (up to its 30 s)
-holds up only its own worker; extra workers leave after `idle_s` without work.
+holds up only its own worker; extra workers leave after `idle_s` without work. A node that
+begins to lead calls `warm_up()`: the minimum starts at once, each worker building the
+PartiQL parser (~1 s of CPU) before its first job, and the pool does not grow while one does
+(so a failover's first transactions neither wait for process starts nor set off a dozen
+parser builds on the same cores).
 
 A worker that dies (its socket closes) crashed: the job it was running is reported
 `crashed`, the jobs sent with it but not started go back to the head of the queue, and the
@@ -52,12 +56,14 @@ _LENGTH = struct.Struct(">I")
 
 
 class _Worker:
-    def __init__(self, pool: WorkerPool, number: int) -> None:
+    def __init__(self, pool: WorkerPool, number: int, *, warm: bool = False) -> None:
         self.pool = pool
         self.number = number
+        self.warming = warm  # building the parser before its first job (until "ready")
         parent, child = socket.socketpair()
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "cluster.worker", str(child.fileno())],
+            [sys.executable, "-m", "cluster.worker", str(child.fileno())]
+            + (["--warm"] if warm else []),
             pass_fds=(child.fileno(),),
             env={**os.environ, "PYTHONHASHSEED": "0"},
             cwd=pool.cwd,
@@ -116,6 +122,9 @@ class _Worker:
                 return
 
     def _message(self, message: list[Any]) -> None:
+        if message[0] == "ready":
+            self.warming = False
+            return
         if message[0] == "read":
             send_frame(self.sock, serve_read(self.pool.engine, message[1], message[2]))
             return
@@ -261,13 +270,29 @@ class WorkerPool:
             self._waiting_since = time.monotonic()
         self._queue.append(job)
         self.stats["jobs"] += 1
-        while len(self._workers) < self.min_workers:
-            self._spawn()
+        self._fill()
         self._dispatch()
 
-    def _spawn(self) -> None:
+    @property
+    def warm(self) -> bool:
+        """Whether the pool holds its minimum of workers (or is closed)."""
+        return self.closed or len(self._workers) >= self.min_workers
+
+    def warm_up(self) -> None:
+        """Start the minimum of workers now, each building the PartiQL parser before it takes
+        a job (a node that begins to lead calls it, so that work overlaps the election). The
+        pool does not grow while a worker warms up: jobs queued meanwhile wait for it rather
+        than start more processes that would each build the parser on the same cores."""
+        while len(self._workers) < self.min_workers and not self.closed:
+            self._spawn(warm=True)
+
+    def _fill(self) -> None:
+        while len(self._workers) < self.min_workers and not self.closed:
+            self._spawn()
+
+    def _spawn(self, *, warm: bool = False) -> None:
         self._numbers += 1
-        self._workers.append(_Worker(self, self._numbers))
+        self._workers.append(_Worker(self, self._numbers, warm=warm))
         self.stats["spawned"] += 1
 
     def _dispatch(self) -> None:
@@ -292,8 +317,7 @@ class WorkerPool:
         if jobs:
             self._queue.extendleft(reversed(jobs))
             self._waiting_since = self._waiting_since or time.monotonic()
-        while len(self._workers) < self.min_workers and not self.closed:
-            self._spawn()
+        self._fill()
         self._dispatch()
 
     def forget(self, worker: _Worker) -> None:
@@ -315,7 +339,11 @@ class WorkerPool:
                 worker.kill(expired=True)
         since = self._waiting_since
         if since is not None and time.monotonic() - since > self.grow_after_s:
-            if all(w.busy for w in self._workers) and len(self._workers) < self.max_workers:
+            if (
+                all(w.busy for w in self._workers)
+                and not any(w.warming for w in self._workers)
+                and len(self._workers) < self.max_workers
+            ):
                 self._spawn()
             self._dispatch()
         spare = len(self._workers) - self.min_workers

@@ -273,6 +273,7 @@ out["forced_attempts"] = attempts[0]
 
 drivers = [driver(), other]
 errors = []
+slowest = [0.0, 0.0]  # the slowest transaction begun before the line, and after it
 def work(drv):
     try:
         for _ in range(PER_THREAD):
@@ -401,6 +402,120 @@ try:
     out["held"] = "committed"
 except Exception as e:
     out["held"] = type(e).__name__
+print(json.dumps(out))
+"""
+)
+
+# Against `strand serve --cluster`: the ledger made through boto3's qldb client, then many
+# small transactions from THREADS threads (each inserts a row with a unique id and increments
+# one of a few shared counters) while the test kills the group's leader. Protocol with the
+# test: prints READY (ledger ACTIVE, tables made), RUNNING (transactions committed), then
+# waits for a line on stdin (the leader was killed and another leads) and runs on until
+# every thread has committed AFTER more transactions since that line. An acknowledged
+# transaction is one whose execute_lambda returned (pyqldb checked the commit digest).
+FAILOVER = (
+    COMMON
+    + r"""
+THREADS, COUNTERS, AFTER = int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+qldb = boto3.client("qldb", endpoint_url=URL, region_name="eu-west-1", **KEYS)
+qldb.create_ledger(Name=LEDGER, PermissionsMode="STANDARD", DeletionProtection=False)
+states = []
+while True:
+    state = qldb.describe_ledger(Name=LEDGER)["State"]
+    if not states or states[-1] != state:
+        states.append(state)
+    if state == "ACTIVE":
+        break
+    time.sleep(0.1)
+out["states"] = states
+from botocore.config import Config
+d = driver(config=Config(max_pool_connections=THREADS + 2))  # a session for every thread
+d.execute_lambda(lambda ex: ex.execute_statement("CREATE TABLE Item"))
+d.execute_lambda(lambda ex: ex.execute_statement("CREATE INDEX ON Item (uid)"))
+d.execute_lambda(lambda ex: ex.execute_statement("CREATE TABLE Counter"))
+d.execute_lambda(lambda ex: ex.execute_statement("CREATE INDEX ON Counter (name)"))
+d.execute_lambda(lambda ex: ex.execute_statement(
+    "INSERT INTO Counter ?", [{"name": f"c{k}", "n": 0} for k in range(COUNTERS)]))
+print("READY", flush=True)
+
+lock = threading.Lock()
+retried = {}
+timeline = []
+started = time.monotonic()
+def backoff(attempt, error, transaction_id):
+    key = "%s/%s" % code(error) if isinstance(error, ClientError) else type(error).__name__
+    with lock:
+        retried[key] = retried.get(key, 0) + 1
+        timeline.append((round(time.monotonic() - started, 2), key))
+    return min(10 * 2 ** attempt, 500)
+cfg = RetryConfig(retry_limit=30, custom_backoff=backoff)
+
+acked = []  # (uid, counter) of every transaction whose execute_lambda returned
+errors = []
+slowest = [0.0, 0.0]  # the slowest transaction begun before the line, and after it
+killed = threading.Event()
+after = [0] * THREADS
+def step(uid, counter):
+    def fn(ex):
+        ex.execute_statement("INSERT INTO Item ?", {"uid": uid})
+        [row] = list(ex.execute_statement("SELECT n FROM Counter WHERE name = ?", counter))
+        ex.execute_statement(
+            "UPDATE Counter AS c SET c.n = ? WHERE c.name = ?", row["n"] + 1, counter)
+    return fn
+def work(t):
+    i = 0
+    while after[t] < AFTER:
+        uid, counter = f"t{t}-{i}", f"c{t % COUNTERS}"
+        i += 1
+        was_killed = killed.is_set()
+        began = time.monotonic()
+        try:
+            d.execute_lambda(step(uid, counter), cfg)
+        except Exception as exc:
+            errors.append(f"{uid}: {exc!r}")
+            return
+        with lock:
+            acked.append((uid, counter))
+            took = time.monotonic() - began
+            if took > 1:
+                timeline.append((round(time.monotonic() - started, 2), f"{uid} took {took:.1f}"))
+            slowest[was_killed] = max(slowest[was_killed], took)
+        if was_killed:
+            after[t] += 1
+threads = [threading.Thread(target=work, args=(t,)) for t in range(THREADS)]
+for t in threads: t.start()
+while len(acked) < 4 * THREADS and not errors:
+    time.sleep(0.02)
+print("RUNNING", flush=True)
+sys.stdin.readline()
+timeline.append((round(time.monotonic() - started, 2), "killed"))
+out["acked_before_kill"] = len(acked)
+killed.set()
+for t in threads: t.join()
+out["seconds"] = time.monotonic() - started
+out["errors"] = errors
+out["acked"] = len(acked)
+out["retried"] = retried
+out["slowest_s"] = slowest
+out["timeline"] = [t for t in timeline if "Occ" not in t[1]]  # OCC retries are routine
+
+rows = d.execute_lambda(
+    lambda ex: [r["uid"] for r in ex.execute_statement("SELECT uid FROM Item")])
+seen = {}
+for uid in rows:
+    seen[uid] = seen.get(uid, 0) + 1
+acked_uids = {uid for uid, _ in acked}
+out["lost"] = sorted(acked_uids - set(seen))
+out["doubled"] = sorted(uid for uid, n in seen.items() if n > 1)
+out["unacknowledged_present"] = sorted(set(seen) - acked_uids)
+counters = d.execute_lambda(lambda ex: {r["name"]: r["n"] for r in ex.execute_statement(
+    "SELECT name, n FROM Counter")})
+expected = {f"c{k}": 0 for k in range(COUNTERS)}
+for _, counter in acked:
+    expected[counter] += 1
+out["counters"] = counters
+out["expected_counters"] = expected
+d.close()
 print(json.dumps(out))
 """
 )

@@ -12,7 +12,9 @@ a repeated id gets `#2`, `#3`...).
 Checking: SyntaxSuccess (parse succeeds), SyntaxFail (parse raises PartiQLSyntaxError),
 StaticAnalysisFail (parse or the static checks raise PartiQLSyntaxError or
 PartiQLSemanticError), EvaluationSuccess (the result is `values.equivalent` to the expected
-output, `$bag::[...]` read as a Bag and `$missing::null` as MISSING), EvaluationFail (a
+output, `$bag::[...]` read as a Bag, `$missing::null` as MISSING and the suite's SQL datetime
+values, `$date::`, `$time::`, `$timestamp::`, `$interval_ym::`, `$interval_dt::`, as Strand's
+by `sqltime.lift`), EvaluationFail (a
 PartiQLError). Any other exception is a failure (a bug, not a refusal).
 
 The scope file (tests/vectors/partiql_scope.toml) lists what Strand leaves out, as glob
@@ -41,7 +43,7 @@ from amazon.ion.simple_types import IonPyDict, IonPyList, IonPyNull, IonPySymbol
 from amazon.ion.symbols import SymbolToken
 
 from core.errors import PartiQLError, PartiQLSemanticError, PartiQLSyntaxError
-from core.partiql import ast
+from core.partiql import ast, sqltime
 from core.partiql.data import MISSING, Bag, Context
 
 ROOT = Path(__file__).resolve().parent / "vectors"
@@ -115,6 +117,10 @@ def convert(value: Any) -> Any:
     notes = _annotations(value)
     if isinstance(value, IonPyNull) and "$missing" in notes:
         return MISSING
+    if notes and notes[0] in sqltime.SQL_ANNOTATIONS:  # $date::, $time::, $interval_ym:: ...
+        lifted = sqltime.lift(value)
+        if lifted is not value:
+            return lifted
     if "$ion" in notes and not isinstance(value, (list, IonPyDict)):
         if isinstance(value, IonPyNull):
             return IonPyNull.from_value(value.ion_type, None)

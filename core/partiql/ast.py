@@ -256,11 +256,33 @@ class DateLit:
 
 @dataclass(frozen=True, slots=True)
 class TimeLit:
-    """`TIME [(p)] [WITH TIME ZONE] 'HH:MM:SS[.fff][+hh:mm]'`."""
+    """`TIME [(p)] [WITH | WITHOUT TIME ZONE] 'HH:MM:SS[.fff][+hh:mm]'` (`with_time_zone`
+    None when neither is written)."""
 
     text: str
     precision: int | None = None
-    with_time_zone: bool = False
+    with_time_zone: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimestampLit:
+    """`TIMESTAMP [(p)] [WITH | WITHOUT TIME ZONE] 'YYYY-MM-DD HH:MM:SS[.f][+hh:mm]'`;
+    `with_time_zone` None when neither is written."""
+
+    text: str
+    precision: int | None = None
+    with_time_zone: bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalLit:
+    """`INTERVAL 'text' start[(lead[, frac])] [TO end[(frac)]]` (fields lower-case)."""
+
+    text: str
+    start: str
+    end: str | None = None
+    lead: int | None = None
+    frac: int | None = None
 
 
 # ============================================================================ queries
@@ -412,6 +434,8 @@ Expr = (
     | Aggregate
     | DateLit
     | TimeLit
+    | TimestampLit
+    | IntervalLit
     | Select
     | SetOp
 )

@@ -36,6 +36,7 @@ from amazon.ion.simple_types import IonPyBytes, IonPyList, IonPySymbol
 from core.errors import PartiQLEvaluationError, ValueOutOfRangeError
 from core.limits import check_number
 from core.partiql import datetimes as dt
+from core.partiql import intervals
 from core.partiql import values as pv
 from core.partiql.data import MISSING, Bag
 
@@ -211,6 +212,8 @@ def _to_text(v: Any, t: str) -> str:
         return dt.timestamp_text(v)
     if t in ("date", "time"):
         return str(v)
+    if t == "interval":
+        return str(v)
     raise _CastError(f"cannot cast {t} to string")
 
 
@@ -272,7 +275,10 @@ def _convert(v: Any, target: str, args: tuple[int, ...]) -> Any:
 
 
 def _convert_unchecked(v: Any, target: str, args: tuple[int, ...]) -> Any:
+    v = pv.lift(v)
     t = pv.type_name(v)
+    if target.startswith("interval "):
+        return _to_interval(v, t, target, args)
     if target == "bool":
         if t == "bool":
             return bool(v)
@@ -322,13 +328,33 @@ def _convert_unchecked(v: Any, target: str, args: tuple[int, ...]) -> Any:
         if t != "struct":
             raise _CastError(f"cannot cast {t} to struct")
         return v
+    if target.startswith("interval "):
+        return _to_interval(v, t, target, args)
     raise _CastError(f"unknown type {target}")
+
+
+def _to_interval(v: Any, t: str, target: str, args: tuple[int, ...]) -> Any:
+    """CAST(v AS INTERVAL start[(lead[, frac])] [TO end]): args are (lead or 0, frac or -1)."""
+    words = target.split()
+    start, end = words[1], (words[3] if len(words) > 3 else None)
+    lead = args[0] if args and args[0] > 0 else None
+    frac = args[1] if len(args) > 1 and args[1] >= 0 else None
+    try:
+        if t == "interval":
+            return intervals.cast_interval(v, start, end, lead, frac)
+        if t in pv.TEXT:
+            return intervals.parse_interval(pv.text_of(v), start, end, lead, frac)
+    except intervals.IntervalError as e:
+        raise _CastError(str(e)) from None
+    raise _CastError(f"cannot cast {t} to an interval")
 
 
 def _target(type_name: str) -> str:
     name = " ".join(type_name.lower().split())
     if name in ("missing", "null"):
         raise PartiQLEvaluationError(f"cannot cast to {name.upper()}")
+    if name.startswith("interval "):
+        return name
     target = _TARGETS.get(name)
     if target is None:
         raise PartiQLEvaluationError(f"unknown type {type_name!r} in CAST")

@@ -212,7 +212,7 @@ class _Checker:
         elif isinstance(node, ast.Trim):
             _expect("trim", [node.value, node.chars], [_TEXT, _TEXT])
         elif isinstance(node, ast.Extract):
-            _expect("extract", [node.value], [_DATETIME])
+            _expect("extract", [node.value], [_DATETIME | {"interval"}])
         elif isinstance(node, ast.Cast) and node.type_name.lower() in _DECIMALS:
             args = node.type_args
             if args and (args[0] < 1 or (len(args) > 1 and not 0 <= args[1] <= args[0])):
@@ -278,6 +278,8 @@ _CONSTRUCTED: dict[type, str] = {
     ast.StructLit: "struct",
     ast.DateLit: "date",
     ast.TimeLit: "time",
+    ast.TimestampLit: "timestamp",
+    ast.IntervalLit: "interval",
 }
 
 

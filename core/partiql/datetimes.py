@@ -20,7 +20,7 @@ import calendar
 import datetime
 import re
 from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Any
 
@@ -192,9 +192,10 @@ def parse_date(text: str) -> Date:
         raise DateTimeError(f"invalid DATE literal {text!r}: {e}") from None
 
 
-def parse_time(text: str, precision: int | None = None, with_time_zone: bool = False) -> Time:
-    """`TIME [(p)] [WITH TIME ZONE] 'HH:MM:SS[.fff][+hh:mm]'`: p rounds the seconds (half
-    up); WITH TIME ZONE and no written offset means UTC."""
+def parse_time(text: str, precision: int | None = None, with_time_zone: bool | None = None) -> Time:
+    """`TIME [(p)] [WITH | WITHOUT TIME ZONE] 'HH:MM:SS[.fff][+hh:mm]'`: p rounds the
+    seconds (half up), without p digits past the ninth (nanoseconds) are dropped; WITH TIME
+    ZONE needs an offset and WITHOUT TIME ZONE refuses one."""
     m = _TIME_RE.fullmatch(text.strip())
     if not m:
         raise DateTimeError(f"invalid TIME literal {text!r}")
@@ -203,23 +204,29 @@ def parse_time(text: str, precision: int | None = None, with_time_zone: bool = F
         raise DateTimeError(f"invalid TIME literal {text!r}")
     if precision is not None:
         second = second.quantize(Decimal(1).scaleb(-precision), rounding=ROUND_HALF_UP)
+    elif -second.as_tuple().exponent > 9:  # type: ignore[operator]
+        second = second.quantize(Decimal(1).scaleb(-9), rounding=ROUND_DOWN)
     offset = _parse_offset(m[4])
-    if with_time_zone and offset is None:
-        offset = 0
+    if with_time_zone is True and offset is None:
+        raise DateTimeError("TIME WITH TIME ZONE needs an offset")
+    if with_time_zone is False and offset is not None:
+        raise DateTimeError("TIME WITHOUT TIME ZONE cannot have an offset")
     return Time(hour, minute, second, offset)
 
 
-def parse_timestamp(text: str, with_time_zone: bool | None = None) -> Timestamp:
-    """`TIMESTAMP [WITH|WITHOUT TIME ZONE] 'YYYY-MM-DD HH:MM:SS[.fff][+hh:mm]'`. WITH TIME
-    ZONE requires an offset, WITHOUT TIME ZONE forbids one; no offset gives an Ion timestamp
-    with an unknown offset."""
+def parse_timestamp(
+    text: str, with_time_zone: bool | None = None, precision: int | None = None
+) -> Timestamp:
+    """`TIMESTAMP [(p)] [WITH|WITHOUT TIME ZONE] 'YYYY-MM-DD HH:MM:SS[.fff][+hh:mm]'`. WITH
+    TIME ZONE requires an offset, WITHOUT TIME ZONE forbids one; no offset gives an Ion
+    timestamp with an unknown offset. Seconds as parse_time."""
     parts = text.strip().split(None, 1)
     if len(parts) == 1 and "T" in parts[0].upper():
         parts = re.split("[Tt]", parts[0], maxsplit=1)
     if len(parts) != 2:
         raise DateTimeError(f"invalid TIMESTAMP literal {text!r}")
     d = parse_date(parts[0])
-    t = parse_time(parts[1])
+    t = parse_time(parts[1], precision)
     if with_time_zone is True and t.offset is None:
         raise DateTimeError("TIMESTAMP WITH TIME ZONE needs an offset")
     if with_time_zone is False and t.offset is not None:

@@ -45,7 +45,7 @@ from core.errors import (
 from core.ids import is_id, timestamp_from_ms
 from core.ionhash import IonHashTypeError, ion_hash
 from core.limits import MAX_STATEMENT_CHARS, check_value
-from core.partiql import ast
+from core.partiql import ast, sqltime
 from core.partiql import values as pv
 from core.partiql.checks import check_statement
 from core.partiql.data import MISSING, Bag, Context, Lookup, Source
@@ -350,7 +350,8 @@ def _exec(
 
 
 def _storable(value: Any, *, missing: Any = MISSING) -> Any:
-    """The value as storable Ion: bags become lists, MISSING fields are left out."""
+    """The value as storable Ion: bags become lists, MISSING fields are left out, SQL DATE,
+    TIME and INTERVAL values become their annotated Ion (sqltime.to_ion)."""
     if value is MISSING:
         if missing is MISSING:
             raise PartiQLEvaluationError("MISSING cannot be stored (a path that does not exist?)")
@@ -361,7 +362,7 @@ def _storable(value: Any, *, missing: Any = MISSING) -> Any:
         return {k: _storable(v, missing=None) for k, v in value.items() if v is not MISSING}
     if type(value) is list:
         return [_storable(v, missing=None) for v in value]
-    return value
+    return sqltime.to_ion(value)
 
 
 # ============================================================================ environment

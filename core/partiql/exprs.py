@@ -432,6 +432,14 @@ class Compiler:
         value = ops.time_literal(node.text, node.precision, node.with_time_zone)
         return lambda rt, b: value
 
+    def _timestamplit(self, node: ast.TimestampLit, scope: Scope) -> Fn:
+        value = ops.timestamp_literal(node.text, node.precision, node.with_time_zone)
+        return lambda rt, b: value
+
+    def _intervallit(self, node: ast.IntervalLit, scope: Scope) -> Fn:
+        value = ops.interval_literal(node)
+        return lambda rt, b: value
+
     def _query(self, node: ast.Select | ast.SetOp, scope: Scope) -> Fn:
         from core.partiql import query  # noqa: PLC0415  (query imports this module)
 
@@ -567,6 +575,8 @@ _DISPATCH: dict[type, Callable[[Compiler, Any, Scope], Fn]] = {
     ast.Aggregate: Compiler._aggregate,
     ast.DateLit: Compiler._datelit,
     ast.TimeLit: Compiler._timelit,
+    ast.TimestampLit: Compiler._timestamplit,
+    ast.IntervalLit: Compiler._intervallit,
     ast.Select: Compiler._query,
     ast.SetOp: Compiler._query,
 }

@@ -36,8 +36,10 @@ from amazon.ion.simple_types import IonPyDict
 
 from core.errors import PartiQLEvaluationError, PartiQLSemanticError
 from core.partiql import datetimes as dt
+from core.partiql import intervals, sqltime
 from core.partiql import values as pv
 from core.partiql.data import MISSING, Context
+from core.partiql.intervals import is_interval
 
 
 class DatePartValue(str):
@@ -217,6 +219,8 @@ def _trim(args: list[Any], ctx: Context) -> Any:
 
 
 def _abs(args: list[Any], ctx: Context) -> Any:
+    if is_interval(args[0]):
+        return sqltime.interval_abs(args[0])
     r = _guard("abs", args, [_NUM], ctx.mode)
     if r is not _OK:
         return r
@@ -346,13 +350,16 @@ def _date_diff(args: list[Any], ctx: Context) -> Any:
 
 
 def extract(part: str, value: Any, mode: str) -> Any:
-    """EXTRACT(part FROM value) for a timestamp, date or time."""
-    r = _guard("extract", [value], [_TS | {"date", "time"}], mode)
+    """EXTRACT(part FROM value) for a timestamp, date, time or interval."""
+    value = sqltime.lift(value)
+    r = _guard("extract", [value], [_TS | {"date", "time", "interval"}], mode)
     if r is not _OK:
         return r
     try:
+        if is_interval(value):
+            return intervals.extract(part.lower(), value)
         return dt.extract(part, value)
-    except dt.DateTimeError as e:  # a field the value's type lacks (YEAR of a TIME)
+    except (dt.DateTimeError, intervals.IntervalError) as e:  # a field the type lacks
         return pv.fail(mode, f"extract: {e}")
 
 
@@ -647,4 +654,4 @@ def check_call(name: str, arg_count: int, quantified: bool = False) -> None:
 def call(name: str, args: list[Any], context: Context) -> Any:
     """Run the built-in `name` (checked with check_call) on evaluated arguments."""
     check_call(name, len(args), bool(args) and isinstance(args[0], Quantifier))
-    return SCALAR_FUNCTIONS[name.lower()].impl(list(args), context)
+    return SCALAR_FUNCTIONS[name.lower()].impl([sqltime.lift(a) for a in args], context)

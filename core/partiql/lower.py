@@ -41,6 +41,7 @@ DATE_PARTS = frozenset(
     ["year", "month", "day", "hour", "minute", "second", "timezone_hour", "timezone_minute"]
 )
 TRIM_SPECS = frozenset(["both", "leading", "trailing"])
+INTERVAL_FIELDS = frozenset(["year", "month", "day", "hour", "minute", "second"])
 
 _DATE_RE = re.compile(r"(\d{4})-(\d{2})-(\d{2})")
 _TIME_RE = re.compile(r"(\d{2}):(\d{2}):(\d{2})(\.\d+)?(?:([+-])(\d{2}):(\d{2}))?")
@@ -728,7 +729,9 @@ class Lower(Transformer[Token, Any]):
     def func_name(self, c: list[Any]) -> _Name:
         return _Name(str(c[0].value).lower())
 
-    def call(self, c: list[Any]) -> ast.Call:
+    def call(self, c: list[Any]) -> ast.Call | ast.ListLit:
+        if c[0].name == "row":  # ROW(a, b): a row value, an ordered list
+            return ast.ListLit(_exprs(c[1:]))
         return ast.Call(c[0].name, _exprs(c[1:]))
 
     def call_quantified(self, c: list[Any]) -> ast.Call:
@@ -838,7 +841,31 @@ class Lower(Transformer[Token, Any]):
         string: Token = c[-1]
         _check_time(string, str(string.value))
         precision = int(c[2].value) if c[2] is not None else None
-        return ast.TimeLit(str(string.value), precision, bool(c[4]))
+        return ast.TimeLit(str(string.value), precision, c[4])
+
+    def timestamp_lit(self, c: list[Any]) -> ast.TimestampLit:
+        string: Token = c[-1]
+        precision = int(c[2].value) if c[2] is not None else None
+        return ast.TimestampLit(str(string.value), precision, c[4])
+
+    def interval_lit(self, c: list[Any]) -> ast.IntervalLit:
+        q: ast.IntervalLit = c[2]
+        return ast.IntervalLit(str(c[1].value), q.start, q.end, q.lead, q.frac)
+
+    def interval_qualifier(self, c: list[Any]) -> ast.IntervalLit:
+        """The qualifier, carried in an IntervalLit with no text."""
+        start, end = str(c[0].value).lower(), c[7]
+        for tok in (c[0], end):
+            if tok is not None and str(tok.value).lower() not in INTERVAL_FIELDS:
+                raise _fail(tok, f"unexpected {str(tok.value)!r}; expected an interval field")
+        lead = int(c[2].value) if c[2] is not None else None
+        frac = int(c[4].value) if c[4] is not None else None
+        if end is not None and c[9] is not None:
+            frac = int(c[9].value)
+        return ast.IntervalLit("", start, str(end.value).lower() if end else None, lead, frac)
+
+    def overlaps_op(self, c: list[Any]) -> ast.Binary:
+        return ast.Binary("overlaps", c[0], c[2])
 
     def tz_with(self, c: list[Any]) -> bool:
         return True
@@ -864,6 +891,11 @@ class Lower(Transformer[Token, Any]):
     def t_character(self, c: list[Any]) -> _Type:
         args = tuple(int(x.value) for x in c if isinstance(x, Token) and x.type == "INTEGER")
         return _Type("character varying" if c[1] is not None else "character", args)
+
+    def t_interval(self, c: list[Any]) -> _Type:
+        q: ast.IntervalLit = c[1]
+        name = f"interval {q.start}" + (f" to {q.end}" if q.end else "")
+        return _Type(name, (q.lead or 0, -1 if q.frac is None else q.frac))
 
     def t_time(self, c: list[Any]) -> _Type:
         args = tuple(int(x.value) for x in c if isinstance(x, Token) and x.type == "INTEGER")

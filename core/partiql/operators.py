@@ -22,7 +22,9 @@ from typing import Any
 
 from core.errors import PartiQLEvaluationError, ValueOutOfRangeError
 from core.limits import check_number, check_product
+from core.partiql import sqltime
 from core.partiql.data import MISSING
+from core.partiql.intervals import is_interval
 
 # LIKE has a module of its own (a linear matcher whose work a deadline can bound)
 from core.partiql.like import NO_ESCAPE as NO_ESCAPE
@@ -132,9 +134,12 @@ def _decimal_arith(op: str, a: Decimal, b: Decimal, mode: str) -> Any:
 
 
 def arithmetic(op: str, a: Any, b: Any, mode: str) -> Any:
-    """`+ - * / %` on numbers (see the module docstring for the typing rules)."""
+    """`+ - * / %` on numbers (see the module docstring for the typing rules), and on
+    datetimes and intervals (sqltime.arithmetic)."""
     if op not in ("+", "-", "*", "/", "%"):
         raise ValueError(f"unknown arithmetic operator {op!r}")
+    if op != "%" and (sqltime.is_temporal(a) or sqltime.is_temporal(b)):
+        return sqltime.arithmetic(op, a, b, mode)
     bad = _check_operands(op, (a, b), mode)
     if bad is not None:
         return None if bad is _NULL else bad
@@ -167,6 +172,9 @@ def _as_float(v: Any) -> float:
 
 
 def negate(a: Any, mode: str) -> Any:
+    interval = sqltime.lift(a)
+    if is_interval(interval):
+        return -interval
     bad = _check_operands("-", (a,), mode)
     if bad is not None:
         return None if bad is _NULL else bad
@@ -179,6 +187,9 @@ def negate(a: Any, mode: str) -> Any:
 
 
 def unary_plus(a: Any, mode: str) -> Any:
+    interval = sqltime.lift(a)
+    if is_interval(interval):
+        return interval
     bad = _check_operands("+", (a,), mode)
     if bad is not None:
         return None if bad is _NULL else bad

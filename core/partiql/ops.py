@@ -20,7 +20,7 @@ from amazon.ion.core import IonType
 from amazon.ion.simple_types import IonPyList
 
 from core.errors import PartiQLEvaluationError
-from core.partiql import datetimes, functions, values
+from core.partiql import ast, datetimes, functions, intervals, sqltime, values
 from core.partiql.data import MISSING
 from core.partiql.runtime import Runtime, charge_size, is_null
 
@@ -54,6 +54,8 @@ def binary(rt: Runtime, op: str, left: Any, right: Any) -> Any:
         return values.compare(op, left, right, mode)
     if op == "||":
         return values.concat(left, right, mode)
+    if op == "overlaps":
+        return sqltime.overlaps(left, right, mode)
     return values.arithmetic(op, left, right, mode)
 
 
@@ -116,11 +118,25 @@ def date_literal(text: str) -> Any:
         raise PartiQLEvaluationError(f"bad DATE literal {text!r}: {exc}") from exc
 
 
-def time_literal(text: str, precision: int | None, with_time_zone: bool) -> Any:
+def time_literal(text: str, precision: int | None, with_time_zone: bool | None) -> Any:
     try:
         return datetimes.parse_time(text, precision, with_time_zone)
     except datetimes.DateTimeError as exc:
         raise PartiQLEvaluationError(f"bad TIME literal {text!r}: {exc}") from exc
+
+
+def timestamp_literal(text: str, precision: int | None, with_time_zone: bool | None) -> Any:
+    try:
+        return datetimes.parse_timestamp(text, with_time_zone, precision)
+    except datetimes.DateTimeError as exc:
+        raise PartiQLEvaluationError(f"bad TIMESTAMP literal {text!r}: {exc}") from exc
+
+
+def interval_literal(node: ast.IntervalLit) -> Any:
+    try:
+        return intervals.parse_interval(node.text, node.start, node.end, node.lead, node.frac)
+    except intervals.IntervalError as exc:
+        raise PartiQLEvaluationError(f"bad INTERVAL literal {node.text!r}: {exc}") from exc
 
 
 def aggregate(rt: Runtime, name: str, items: list[Any], distinct: bool, star: bool = False) -> Any:

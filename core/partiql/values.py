@@ -1,7 +1,10 @@
 """PartiQL value semantics over Strand's Ion values: types, equality, ordering, operators.
 
 Values are what `core/codec.py` describes (plain Python values or amazon-ion `simple_types`)
-plus `data.MISSING`, `data.Bag` and the `datetimes.Date` / `datetimes.Time` of SQL literals.
+plus `data.MISSING`, `data.Bag`, the `datetimes.Date` / `datetimes.Time` of SQL literals and the
+`intervals.IntervalYM` / `IntervalDT` of INTERVAL values (stored in documents as annotated Ion,
+`$date::...`, `$time::{...}`, `$interval_ym::{...}`: sqltime.py, whose `lift` reads them back
+wherever a value is compared, grouped or ordered).
 Every function accepts both plain and IonPy* values and returns plain Python values (or
 amazon-ion Timestamps, symbols and structs with repeated names where plain ones cannot say it).
 
@@ -21,9 +24,9 @@ Rules, decided by the official PartiQL conformance suite (tests/vectors/partiql-
 - `equivalent` / `group_key` is the structural equality of DISTINCT, GROUP BY and set
   operations: nulls of every Ion type and MISSING are one value (GROUP BY puts them in one
   group; `[NULL] = [MISSING]` is true); numbers by value; string and symbol by text;
-  timestamps (and dates) by instant; structs as multisets of fields; bags as multisets;
-  lists and sexps in order. `equals` on known values is `equivalent`.
-- `order_compare` is a total preorder: bool < number < date < time < timestamp < text <
+  timestamps (and dates) by instant; intervals of one kind by length; structs as multisets
+  of fields; bags as multisets; lists and sexps in order. `equals` on known values is `equivalent`.
+- `order_compare` is a total preorder: bool < number < date < time < timestamp < interval < text <
   lob < list < sexp < struct < bag; NaN sorts before every other number; nested nulls sort
   after everything (ASC NULLS LAST inside collections).
 No function here keeps state or reads the clock.
@@ -47,6 +50,7 @@ from amazon.ion.symbols import SymbolToken
 from core.errors import PartiQLEvaluationError
 from core.partiql.data import MISSING, Bag
 from core.partiql.datetimes import Date, Time, instant, time_instant
+from core.partiql.intervals import IntervalDT, IntervalYM
 
 __all__ = [
     "DECIMAL_CONTEXT",
@@ -75,6 +79,7 @@ __all__ = [
     "is_text",
     "is_type",
     "is_unknown",
+    "lift",
     "like",
     "logical_and",
     "logical_not",
@@ -130,6 +135,8 @@ _PLAIN_TYPES: dict[type, str] = {
     Bag: "bag",
     Date: "date",
     Time: "time",
+    IntervalYM: "interval",
+    IntervalDT: "interval",
 }
 
 _ION_NAMES = {
@@ -316,6 +323,7 @@ def _num_key(v: Any) -> Any:
 
 def _key(v: Any) -> Hashable:
     """A canonical hashable form: two values have equal keys iff they are equivalent."""
+    v = _lift(v)
     t = type_name(v)
     if t in ("null", "missing"):
         return ("null",)
@@ -329,6 +337,8 @@ def _key(v: Any) -> Hashable:
         return ("ts", instant(v))
     if t == "time":
         return ("time", time_instant(v))
+    if t == "interval":
+        return ("ym", v.months) if isinstance(v, IntervalYM) else ("dt", v.nanos)
     if t in ("blob", "clob"):
         return ("lob", bytes(v))
     if t in ("list", "sexp"):
@@ -382,6 +392,26 @@ def _category(t: str) -> str:
     return t
 
 
+def _interval_category(v: Any) -> str:
+    return "interval_ym" if isinstance(v, IntervalYM) else "interval_dt"
+
+
+def _interval_order(v: Any) -> tuple[int, int]:
+    return (0, v.months) if isinstance(v, IntervalYM) else (1, v.nanos)
+
+
+def lift(v: Any) -> Any:
+    """A stored SQL datetime value (annotated Ion) as its in-memory value, else `v`."""
+    return _lift(v)
+
+
+def _lift(v: Any) -> Any:
+    """A stored SQL datetime value (annotated Ion) as its in-memory value (sqltime.lift)."""
+    if type(v) in _PLAIN_TYPES or not getattr(v, "ion_annotations", None):
+        return v
+    return sqltime.lift(v)
+
+
 def _cmp_num(a: Any, b: Any) -> int | None:
     if type(a) is int and type(b) is int:
         return (a > b) - (a < b)
@@ -409,12 +439,18 @@ def _scalar_cmp(cat: str, a: Any, b: Any) -> int | None:
         return _cmp3(time_instant(a), time_instant(b))
     if cat == "bool":
         return _cmp3(bool(a), bool(b))
+    if cat == "interval_ym":
+        return _cmp3(a.months, b.months)
+    if cat == "interval_dt":
+        return _cmp3(a.nanos, b.nanos)
     if cat == "lob":
         return _cmp3(bytes(a), bytes(b))
     raise AssertionError(cat)
 
 
-_COMPARABLE = frozenset({"number", "text", "timestamp", "time", "bool", "lob"})
+_COMPARABLE = frozenset(
+    {"number", "text", "timestamp", "time", "bool", "lob", "interval_ym", "interval_dt"}
+)
 
 
 def compare(op: str, a: Any, b: Any, mode: str) -> Any:
@@ -422,7 +458,12 @@ def compare(op: str, a: Any, b: Any, mode: str) -> Any:
     of types that do not compare (1 < 'a', lists, structs) fail(mode)."""
     if is_unknown(a) or is_unknown(b):
         return _unknown_result(a, b)
+    a, b = _lift(a), _lift(b)
     ca, cb = _category(type_name(a)), _category(type_name(b))
+    if ca == "interval":
+        ca = _interval_category(a)
+    if cb == "interval":
+        cb = _interval_category(b)
     if ca != cb or ca not in _COMPARABLE:
         return fail(mode, f"cannot compare {type_name(a)} and {type_name(b)} with {op}")
     c = _scalar_cmp(ca, a, b)
@@ -449,14 +490,15 @@ _ORDER_RANK = {
     "date": 2,
     "time": 3,
     "timestamp": 4,
-    "string": 5,
-    "symbol": 5,
-    "clob": 6,
-    "blob": 6,
-    "list": 7,
-    "sexp": 8,
-    "struct": 9,
-    "bag": 10,
+    "interval": 5,
+    "string": 6,
+    "symbol": 6,
+    "clob": 7,
+    "blob": 7,
+    "list": 8,
+    "sexp": 9,
+    "struct": 10,
+    "bag": 11,
 }
 
 
@@ -496,20 +538,23 @@ def order_compare(a: Any, b: Any, nulls_first: bool) -> int:
         if ua and ub:
             return 0
         return (-1 if ua else 1) if nulls_first else (1 if ua else -1)
+    a, b = _lift(a), _lift(b)
     ta, tb = type_name(a), type_name(b)
     ra, rb = _ORDER_RANK[ta], _ORDER_RANK[tb]
     if ra != rb:
         return _cmp3(ra, rb)
     if ra == 1:
         return _cmp3(_num_order_key(a), _num_order_key(b))
-    if ra in (7, 8):
+    if ra in (8, 9):
         return _seq_cmp(list(a), list(b))
-    if ra == 9:
+    if ra == 10:
         return _seq_cmp(
             sorted(struct_items(a), key=_FIELD_KEY), sorted(struct_items(b), key=_FIELD_KEY)
         )  # type: ignore[arg-type]
-    if ra == 10:
+    if ra == 11:
         return _seq_cmp(sorted(a, key=_NESTED_KEY), sorted(b, key=_NESTED_KEY))
+    if ta == "interval":  # year-month before day-time, then by length
+        return _cmp3(_interval_order(a), _interval_order(b))
     c = _scalar_cmp(_category(ta), a, b)
     return c or 0
 
@@ -601,6 +646,7 @@ _TYPE_ALIASES = {
     "timestamp": "timestamp",
     "date": "date",
     "time": "time",
+    "interval": "interval",
     "blob": "blob",
     "clob": "clob",
     "list": "list",
@@ -625,6 +671,7 @@ def is_type(value: Any, type_name_: str, type_args: tuple[int, ...] = ()) -> boo
         return True
     if is_unknown(value):
         return False
+    value = _lift(value)
     t = type_name(value)
     if name in _INT_RANGES:
         bits = _INT_RANGES[name]
@@ -636,6 +683,8 @@ def is_type(value: Any, type_name_: str, type_args: tuple[int, ...] = ()) -> boo
         return len(text_of(value)) <= type_args[0]
     return t == want
 
+
+from core.partiql import sqltime  # noqa: E402
 
 # Casts and the arithmetic/string/predicate operators live in their own modules (re-exported
 # here); imported last because they use the helpers above.

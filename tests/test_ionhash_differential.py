@@ -193,23 +193,41 @@ def test_reference_agrees_on_known_values(reference: Reference) -> None:
     assert ours[0] == "82c4010bfc9cace7f645c0a951243b9b122cb5ba21b60b3f71ea79c513c39342"
 
 
+def _examples(count: int) -> Any:
+    return settings(
+        max_examples=count,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    )
+
+
 @pytest.mark.differential
-@settings(
-    max_examples=200,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@_examples(60)
 @given(values=st.lists(ion_values(), min_size=BATCH, max_size=BATCH))
 def test_matches_aws_ionhash_on_generated_values(reference: Reference, values: list[Any]) -> None:
     _compare(reference, values)
 
 
 @pytest.mark.differential
-@settings(
-    max_examples=100,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-)
+@_examples(30)
 @given(values=st.lists(documents(), min_size=5, max_size=5))
 def test_matches_aws_ionhash_on_documents(reference: Reference, values: list[Any]) -> None:
+    _compare(reference, values)
+
+
+@pytest.mark.slow
+@pytest.mark.differential
+@_examples(1000)
+@given(values=st.lists(ion_values(), min_size=BATCH, max_size=BATCH))
+def test_matches_aws_ionhash_on_many_generated_values(
+    reference: Reference, values: list[Any]
+) -> None:
+    _compare(reference, values)
+
+
+@pytest.mark.slow
+@pytest.mark.differential
+@_examples(500)
+@given(values=st.lists(documents(), min_size=5, max_size=5))
+def test_matches_aws_ionhash_on_many_documents(reference: Reference, values: list[Any]) -> None:
     _compare(reference, values)

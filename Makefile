@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.installed-bench
 
-.PHONY: demo demo-embedded test lint chaos bench bench-cluster bench-failover bench-partiql clean
+.PHONY: demo demo-embedded test lint chaos bench bench-cluster bench-failover bench-partiql bench-gateway clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,11 @@ bench-failover: $(STAMP)
 
 bench-partiql: $(STAMP)
 	$(PY) benchmarks/partiql.py
+
+# pyqldb through `strand serve` (embedded and cluster) next to the native API; builds
+# pyqldb's pinned environment on first use (tests/qldb_venv.py).
+bench-gateway: $(STAMP)
+	$(PY) benchmarks/gateway.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .hypothesis

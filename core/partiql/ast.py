@@ -151,6 +151,7 @@ class Is:
     value: Expr
     type_name: str
     negated: bool = False
+    type_args: tuple[int, ...] = ()  # DECIMAL(p, s), VARCHAR(n)
 
 
 @dataclass(frozen=True, slots=True)

@@ -213,7 +213,7 @@ def _to_text(v: Any, t: str) -> str:
     if t in ("date", "time"):
         return str(v)
     if t == "interval":
-        return str(v)
+        return str(v.text())
     raise _CastError(f"cannot cast {t} to string")
 
 

@@ -62,9 +62,9 @@ class Time:
 
     def __str__(self) -> str:
         whole = int(self.second)
-        frac = str(self.second - whole)[1:] if self.second != whole else ""
+        frac = format(self.second - whole, "f")[1:] if self.second != whole else ""
         text = f"{self.hour:02d}:{self.minute:02d}:{whole:02d}{frac}"
-        return text + ("" if self.offset is None else _offset_text(self.offset, ":", False))
+        return text + ("" if self.offset is None else _offset_text(self.offset, ":", True))
 
 
 # ============================================================================ timestamps

@@ -320,10 +320,10 @@ class Compiler:
 
     def _is(self, node: ast.Is, scope: Scope) -> Fn:
         value = self.value(node.value, scope)
-        type_name, negated = node.type_name, node.negated
+        type_name, negated, type_args = node.type_name, node.negated, node.type_args
 
         def run(rt: Runtime, b: Bindings) -> Any:
-            result = ops.is_type(rt, value(rt, b), type_name)
+            result = ops.is_type(rt, value(rt, b), type_name, type_args)
             if result is MISSING or is_null(result):
                 return result
             return (not result) if negated else result

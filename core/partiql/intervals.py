@@ -60,9 +60,13 @@ class IntervalYM:
     def __neg__(self) -> IntervalYM:
         return IntervalYM(-self.months)
 
-    def __str__(self) -> str:
+    def text(self) -> str:
+        """The literal's text: `-1-2` (CAST(... AS STRING); CAST back parses it)."""
         f = self.fields()
-        return f"INTERVAL '{'-' if self.months < 0 else ''}{f['year']}-{f['month']}' YEAR TO MONTH"
+        return f"{'-' if self.months < 0 else ''}{f['year']}-{f['month']}"
+
+    def __str__(self) -> str:
+        return f"INTERVAL '{self.text()}' YEAR TO MONTH"
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,13 +91,15 @@ class IntervalDT:
     def __neg__(self) -> IntervalDT:
         return IntervalDT(-self.nanos)
 
-    def __str__(self) -> str:
+    def text(self) -> str:
+        """The literal's text: `-1 2:03:04.5` (CAST(... AS STRING); CAST back parses it)."""
         f = self.fields()
-        sec = str(self.seconds())
-        return (
-            f"INTERVAL '{'-' if self.nanos < 0 else ''}{f['day']} "
-            f"{f['hour']}:{f['minute']}:{sec}' DAY TO SECOND"
-        )
+        sec = f"{f['second']:02d}" + (f".{f['nano']:09d}".rstrip("0") if f["nano"] else "")
+        sign = "-" if self.nanos < 0 else ""
+        return f"{sign}{f['day']} {f['hour']:02d}:{f['minute']:02d}:{sec}"
+
+    def __str__(self) -> str:
+        return f"INTERVAL '{self.text()}' DAY TO SECOND"
 
 
 Interval = IntervalYM | IntervalDT

@@ -636,7 +636,7 @@ class Lower(Transformer[Token, Any]):
 
     def is_op(self, c: list[Any]) -> ast.Is:
         t: _Type = c[3]
-        return ast.Is(c[0], t.name, negated=c[2] is not None)
+        return ast.Is(c[0], t.name, negated=c[2] is not None, type_args=t.args)
 
     def in_op(self, c: list[Any]) -> ast.In:
         collection = c[3]

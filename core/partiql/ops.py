@@ -74,8 +74,8 @@ def in_(rt: Runtime, value: Any, collection: Any, negated: bool) -> Any:
     return values.in_collection(value, collection, _mode(rt), negated)
 
 
-def is_type(rt: Runtime, value: Any, type_name: str) -> Any:
-    return values.is_type(value, type_name)
+def is_type(rt: Runtime, value: Any, type_name: str, type_args: tuple[int, ...] = ()) -> Any:
+    return values.is_type(value, type_name, type_args)
 
 
 def make_sexp(items: list[Any]) -> Any:

@@ -681,7 +681,24 @@ def is_type(value: Any, type_name_: str, type_args: tuple[int, ...] = ()) -> boo
         return False
     if want == "string" and type_args and t == "string":
         return len(text_of(value)) <= type_args[0]
+    if want == "decimal" and type_args and t == "decimal":
+        return _fits_decimal(
+            Decimal(value), type_args[0], type_args[1] if len(type_args) > 1 else 0
+        )
     return t == want
+
+
+def _fits_decimal(d: Decimal, precision: int, scale: int) -> bool:
+    """`d IS DECIMAL(precision, scale)`: the decimal, as written (its digits are kept
+    exactly), is a value of that type: at most `scale` fraction digits (1.0000 has four,
+    so it is not a DECIMAL(5, 3)) and at most `precision - scale` integer digits."""
+    if not d.is_finite():
+        return False
+    exponent = d.as_tuple().exponent
+    assert isinstance(exponent, int)
+    fraction_digits = max(0, -exponent)
+    integer_digits = 0 if d.is_zero() or d.adjusted() < 0 else d.adjusted() + 1
+    return fraction_digits <= scale and integer_digits <= precision - scale
 
 
 from core.partiql import sqltime  # noqa: E402

@@ -27,7 +27,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from core.storage import LevelDBStorage, MemoryStorage
+from core.storage import LevelDBStorage, MemoryStorage, merge_writes
 
 Write = tuple[list[tuple[bytes, bytes]], list[bytes]]
 
@@ -51,11 +51,16 @@ class PowerCutStorage(MemoryStorage):
         self._unsynced.append((list(puts), list(deletes)))
         if sync:
             self.synced_writes += 1
-            for pending_puts, pending_deletes in self._unsynced:
-                self._durable.write(pending_puts, pending_deletes)
-            self._unsynced.clear()
+            writes, self._unsynced = self._unsynced, []
+            self._synced(writes)
         else:
             self.unsynced_writes += 1
+
+    def _synced(self, writes: list[Write]) -> None:
+        """Make `writes` durable: every write since the last synced one, in order, the
+        last of them the synced write itself."""
+        for pending_puts, pending_deletes in writes:
+            self._durable.write(pending_puts, pending_deletes)
 
     @property
     def unsynced(self) -> int:
@@ -87,27 +92,10 @@ class LevelDBPowerCutStorage(PowerCutStorage):
             store._keys = [key for key, _ in pairs]  # sorted: LevelDB's order
             store._values = dict(pairs)
 
-    def write(
-        self,
-        puts: Sequence[tuple[bytes, bytes]],
-        deletes: Sequence[bytes] = (),
-        *,
-        sync: bool = True,
-    ) -> None:
-        pending = [*self._unsynced]
-        super().write(puts, deletes, sync=sync)
-        if sync:  # everything up to here becomes durable: one synced LevelDB write
-            merged: dict[bytes, bytes | None] = {}
-            for batch_puts, batch_deletes in [*pending, (list(puts), list(deletes))]:
-                for key in batch_deletes:
-                    merged[key] = None
-                for key, value in batch_puts:
-                    merged[key] = value
-            self._level.write(
-                [(k, v) for k, v in merged.items() if v is not None],
-                [k for k, v in merged.items() if v is None],
-                sync=True,
-            )
+    def _synced(self, writes: list[Write]) -> None:
+        super()._synced(writes)
+        puts, deletes = merge_writes(writes)  # they all become durable: one synced write
+        self._level.write(puts, deletes, sync=True)
 
     def close(self) -> None:
         super().close()

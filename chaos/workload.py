@@ -18,30 +18,18 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Protocol
 
 from core.errors import StrandError, TransactionCommittedError
 from core.ids import IdSource
-from core.transaction import Transaction
+from core.transaction import Transaction, TransactionRunner
 
 TABLE = "Accounts"
 START_BALANCE = 1_000
 
 
-class LedgerHandle(Protocol):
-    def execute_lambda(
-        self,
-        fn: Callable[[Transaction], Any],
-        retry_limit: int = ...,
-        *,
-        transaction_id: str | None = ...,
-    ) -> Any: ...
-
-
-def open_accounts(ledger: LedgerHandle, accounts: int) -> None:
+def open_accounts(ledger: TransactionRunner, accounts: int) -> None:
     def create(tx: Transaction) -> None:
         tx.create_table(TABLE)
         tx.create_index(TABLE, "accountId")
@@ -77,7 +65,7 @@ def insert_one(tx: Transaction, n: int, table: str = "Bench") -> str:
     return tx.insert(table, {"n": n, "payload": "x" * 100})
 
 
-def total_balance(ledger: LedgerHandle) -> int:
+def total_balance(ledger: TransactionRunner) -> int:
     docs = ledger.execute_lambda(lambda tx: tx.find(TABLE))
     return sum(int(doc["balance"]) for _, doc in docs)
 
@@ -97,7 +85,7 @@ class WorkloadResult:
 
 
 def run_transfers(
-    ledger: LedgerHandle,
+    ledger: TransactionRunner,
     *,
     accounts: int,
     threads: int,

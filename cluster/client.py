@@ -24,9 +24,10 @@ for good, so the caller is never told "failed" about a transaction that committe
 waiting on a node that stops answering is moved as soon as another node leads (the
 watchdog polls the nodes' status while a call is slow).
 
-Ray is the control plane: `start` places one StorageNode per AZ resource (attaching to a
-running Ray cluster when `RAY_ADDRESS` is set or `address=` is given, else starting a local
-one) and the digest actor; `kill`, `restart`, `pids` are for experiments.
+Ray is the control plane: `start` places one StorageNode per AZ resource (`init_ray`:
+attaching to a running Ray cluster when `RAY_ADDRESS` is set or `address=` is given, else
+starting a local one; cluster/ledger_groups.py starts its Ray the same way) and the digest
+actor; `kill`, `restart`, `pids` are for experiments.
 """
 
 from __future__ import annotations
@@ -123,30 +124,10 @@ class LedgerCluster:
         configured ones. `detached` actors outlive this process (stop them with `shutdown`
         from any handle on the same Ray cluster).
         """
-        import ray
-
         cfg = config if isinstance(config, ClusterConfig) else load_config(config)
         if data_root is not None:
             cfg = _with_data_root(cfg, Path(data_root))
-        owns_ray = False
-        if not ray.is_initialized():
-            address = address or os.environ.get("RAY_ADDRESS")
-            if address:
-                ray.init(address=address, namespace=NAMESPACE, logging_level=logging.WARNING)
-            else:
-                # Token authentication is on by default for a local Ray since 2.59 (setting
-                # RAY_AUTH_MODE here would come after Ray read it at import); the loopback
-                # address is ours to choose.
-                ray.init(
-                    _node_ip_address="127.0.0.1",
-                    namespace=NAMESPACE,
-                    resources={node.az: 1.0 for node in cfg.nodes},
-                    include_dashboard=False,
-                    logging_level=logging.WARNING,
-                    log_to_driver=os.environ.get("STRAND_RAY_LOGS") == "1",
-                )
-            owns_ray = True
-        handle = cls(cfg, owns_ray=owns_ray)
+        handle = cls(cfg, owns_ray=init_ray(cfg, address))
         handle._lifetime = "detached" if detached else None
         for node in cfg.nodes:
             handle._spawn_node(node.name)
@@ -716,3 +697,29 @@ def _with_data_root(config: ClusterConfig, root: Path) -> ClusterConfig:
         dataclasses.replace(node, data_dir=os.fspath(root / node.name)) for node in config.nodes
     )
     return dataclasses.replace(config, nodes=nodes)
+
+
+def init_ray(config: ClusterConfig, address: str | None = None) -> bool:
+    """Initialise Ray in this process unless it is: attach to the Ray cluster at `address`
+    or RAY_ADDRESS (its nodes must carry the AZ resources), else start a local Ray with one
+    resource per AZ of `config`. Whether this call initialised it (its caller owns it)."""
+    import ray
+
+    if ray.is_initialized():
+        return False
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        ray.init(address=address, namespace=NAMESPACE, logging_level=logging.WARNING)
+    else:
+        # Token authentication is on by default for a local Ray since 2.59 (setting
+        # RAY_AUTH_MODE here would come after Ray read it at import); the loopback
+        # address is ours to choose.
+        ray.init(
+            _node_ip_address="127.0.0.1",
+            namespace=NAMESPACE,
+            resources={node.az: 1.0 for node in config.nodes},
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            log_to_driver=os.environ.get("STRAND_RAY_LOGS") == "1",
+        )
+    return True

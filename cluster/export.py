@@ -47,7 +47,7 @@ from typing import Any, Protocol
 import msgpack
 
 from core import codec, export_format, keys
-from core.engine import Engine, Genesis
+from core.engine import Engine, Genesis, decode_block
 from core.errors import CorruptLedgerError, InvalidArgumentError
 from core.export_format import (
     ION_BINARY,
@@ -58,7 +58,7 @@ from core.export_format import (
 )
 from core.export_verification import ExportReport, ExportVerifier, parse_digest
 from core.ids import IdSource, base62_id, ms_from_timestamp
-from core.journal import Block, check_block
+from core.journal import Block
 from core.merkle import range_nodes
 from core.storage import LevelDBStorage
 
@@ -324,28 +324,15 @@ def open_source(ledger: Any) -> BlockSource:
     return ClusterSource(ledger)
 
 
-def _decode_checked(raw: bytes, seq: int) -> Block:
-    try:
-        block = codec.decode(raw)
-    except ValueError as exc:
-        raise CorruptLedgerError(f"block {seq} is corrupted: {exc}") from exc
-    problem = check_block(block)
-    if problem is not None or block["blockAddress"]["sequenceNo"] != seq:
-        raise CorruptLedgerError(f"block {seq} does not match its hashes: {problem}")
-    return block  # type: ignore[no-any-return]
-
-
 def _blocks(source: BlockSource, first: int, last: int) -> Iterator[Block]:
     for start in range(first, last + 1, READ_CHUNK):
         end = min(last, start + READ_CHUNK - 1)
         for offset, raw in enumerate(source.raw_blocks(start, end)):
-            yield _decode_checked(raw, start + offset)
+            yield decode_block(raw, start + offset)
 
 
 def _timestamp_of(source: BlockSource, seq: int) -> datetime.datetime:
-    stamp: datetime.datetime = _decode_checked(source.raw_blocks(seq, seq)[0], seq)[
-        "blockTimestamp"
-    ]
+    stamp: datetime.datetime = decode_block(source.raw_blocks(seq, seq)[0], seq)["blockTimestamp"]
     return stamp
 
 

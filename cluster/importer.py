@@ -48,6 +48,7 @@ from typing import IO, Any, Protocol
 from amazon.ion import simpleion
 
 from cluster.export import ExportListing, find_export, open_export_directory, read_export_blocks
+from cluster.files import write_atomically
 from core.errors import InvalidArgumentError, StrandError, TransactionCommittedError
 from core.export_format import ExportFormatError
 from core.export_verification import ExportReport, ExportVerifier, parse_digest
@@ -67,7 +68,7 @@ from core.importing import (
 )
 from core.limits import MAX_ACTIVE_TABLES, MAX_DOCUMENTS_PER_TRANSACTION
 from core.qldb_export import ExportContents, VerificationFailed
-from core.transaction import Transaction
+from core.transaction import Transaction, TransactionRunner
 from core.verification import VerificationError
 
 CHECKPOINT_VERSION = 1
@@ -77,14 +78,8 @@ FORMATS = ("jsonl", "csv", "ion")
 csv.field_size_limit(64 * 1024 * 1024)  # rows beyond 128 KB are refused as documents instead
 
 
-class Target(Protocol):
-    def execute_lambda(
-        self,
-        fn: Callable[[Transaction], Any],
-        retry_limit: int = ...,
-        *,
-        transaction_id: str | None = ...,
-    ) -> Any: ...
+class Target(TransactionRunner, Protocol):
+    """What an import writes to: an embedded `Ledger` or a `LedgerCluster`."""
 
     def get_digest(self, digest_tip_address: Any = None) -> dict[str, Any]: ...
 
@@ -124,21 +119,6 @@ class Checkpoint:
     side_sizes: dict[str, int] = field(default_factory=dict)  # side file -> bytes
     done: bool = False
     version: int = CHECKPOINT_VERSION
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Replace `path` with `data`: temp file, fsync, rename, directory fsync."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def load_checkpoint(path: Path, key: str) -> Checkpoint | None:

@@ -63,32 +63,28 @@ import os
 import secrets
 import shutil
 import socket
-import tempfile
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cluster.client import LedgerCluster
+from cluster.client import LedgerCluster, init_ray
 from cluster.common import DIGEST, NAMESPACE, actor_name
 from cluster.config import ClusterConfig, LinkConfig, load_config
 from cluster.ledgers import (
     DEFAULT_MAX_LEDGERS,
-    MAX_TAGS_PER_LEDGER,
-    MAX_TAGS_PER_REQUEST,
-    TAG_KEY_MAX_CHARS,
     DeletionProtectedError,
-    InvalidLedgerParameterError,
-    LedgerExistsError,
     LedgerInfo,
     LedgerInUseError,
-    LedgerLimitError,
     LedgerNotFoundError,
-    check_kms_key,
-    check_name,
-    check_permissions_mode,
+    check_create,
+    check_room,
+    check_tag_keys,
     check_tags,
+    check_update,
+    merged_tags,
+    write_metadata,
 )
 from core.errors import LedgerClosedError, UnavailableError
 
@@ -255,22 +251,7 @@ class ClusterLedgers:
             "format": METADATA_FORMAT,
             "ledgers": [self._records[name].to_json() for name in sorted(self._records)],
         }
-        fd, tmp = tempfile.mkstemp(prefix=".ledgers-", suffix=".json", dir=self._dir)
-        try:
-            with os.fdopen(fd, "w") as handle:
-                json.dump(data, handle, indent=1, sort_keys=True)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self._metadata)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
-        dir_fd = os.open(self._dir, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_metadata(self._metadata, data)
 
     def _record(self, name: str) -> GroupRecord:
         """The record of `name` (caller holds `_lock`); LedgerNotFoundError."""
@@ -305,19 +286,10 @@ class ClusterLedgers:
     ) -> LedgerInfo:
         """Record the ledger (state CREATING) and start its group in the background; it is
         ACTIVE once its group has a leader (see `wait_active`)."""
-        check_name(name)
-        check_permissions_mode(permissions_mode)
-        _check_bool(deletion_protection)
-        key = check_kms_key(kms_key)
-        checked_tags = _merged_tags({}, check_tags(tags if tags is not None else {}))
+        key, checked_tags = check_create(name, permissions_mode, deletion_protection, kms_key, tags)
         with self._lock:
             self._check_open()
-            if name in self._records:
-                raise LedgerExistsError(f"a ledger named {name!r} already exists")
-            if len(self._records) >= self._max_ledgers:
-                raise LedgerLimitError(
-                    f"this server holds at most {self._max_ledgers} ledgers; delete one first"
-                )
+            check_room(self._records.keys(), name, self._max_ledgers)
             record = GroupRecord(
                 name=name,
                 state="CREATING",
@@ -362,22 +334,14 @@ class ClusterLedgers:
         permissions_mode: str | None = None,
         kms_key: str | None = None,
     ) -> LedgerInfo:
-        if deletion_protection is not None:
-            _check_bool(deletion_protection)
-        if permissions_mode is not None:
-            check_permissions_mode(permissions_mode)
-        key = check_kms_key(kms_key) if kms_key is not None else None
+        changes = check_update(deletion_protection, permissions_mode, kms_key)
         with self._lock:
             self._check_open()
             record = self._record(name)
             if record.state == "DELETING":
                 raise LedgerInUseError(f"ledger {name!r} is being deleted")
-            if deletion_protection is not None:
-                record.deletion_protection = deletion_protection
-            if permissions_mode is not None:
-                record.permissions_mode = permissions_mode
-            if kms_key is not None:
-                record.kms_key = key
+            for field_name, value in changes.items():
+                setattr(record, field_name, value)
             self._save()
             return record.info()
 
@@ -386,17 +350,11 @@ class ClusterLedgers:
         with self._lock:
             self._check_open()
             record = self._record(name)
-            record.tags = _merged_tags(record.tags, checked)
+            record.tags = merged_tags(record.tags, checked)
             self._save()
 
     def untag(self, name: str, keys: list[str]) -> None:
-        if not isinstance(keys, list) or len(keys) > MAX_TAGS_PER_REQUEST:
-            raise InvalidLedgerParameterError(
-                f"tag keys: a list of at most {MAX_TAGS_PER_REQUEST} keys"
-            )
-        for key in keys:
-            if not isinstance(key, str) or not 1 <= len(key) <= TAG_KEY_MAX_CHARS:
-                raise InvalidLedgerParameterError(f"invalid tag key {key!r}")
+        check_tag_keys(keys)
         with self._lock:
             self._check_open()
             record = self._record(name)
@@ -626,24 +584,9 @@ class ClusterLedgers:
             log.exception("cannot initialise Ray")
 
     def _ensure_ray(self) -> None:
-        import ray
-
         with self._lock:
-            if ray.is_initialized():
-                return
-            address = self._ray_address or os.environ.get("RAY_ADDRESS")
-            if address:
-                ray.init(address=address, namespace=NAMESPACE, logging_level=logging.WARNING)
-            else:
-                ray.init(
-                    _node_ip_address="127.0.0.1",
-                    namespace=NAMESPACE,
-                    resources={node.az: 1.0 for node in self.base.nodes},
-                    include_dashboard=False,
-                    logging_level=logging.WARNING,
-                    log_to_driver=os.environ.get("STRAND_RAY_LOGS") == "1",
-                )
-            self._owns_ray = True
+            if init_ray(self.base, self._ray_address):
+                self._owns_ray = True
 
     def _free_port_block(self) -> int:
         """The first block of 2 x nodes ports in the range that no ledger holds and that are
@@ -677,17 +620,3 @@ def _port_free(hosts: list[str], port: int) -> bool:
                     return False
                 raise
     return True
-
-
-def _check_bool(value: object) -> None:
-    if not isinstance(value, bool):
-        raise InvalidLedgerParameterError("deletion protection must be true or false")
-
-
-def _merged_tags(old: dict[str, str], new: dict[str, str]) -> dict[str, str]:
-    merged = {**old, **new}
-    if len(merged) > MAX_TAGS_PER_LEDGER:
-        raise InvalidLedgerParameterError(
-            f"a ledger has at most {MAX_TAGS_PER_LEDGER} tags; this would make {len(merged)}"
-        )
-    return merged

@@ -18,8 +18,9 @@ letters, digits and hyphens, not all digits, no double hyphen, not starting or e
 hyphen); a ledger with deletion protection on is never deleted; a deleted ledger's data is
 gone and its name may be used again; metadata survives a restart of the server.
 `EmbeddedLedgers` keeps its metadata in `root/ledgers.json`, replaced atomically on every
-change (see the class for crash safety). The `check_*` functions are the model's input rules,
-shared by both implementations and the gateway.
+change by `write_metadata` (which `ClusterLedgers` uses for its own file too; see the class
+for crash safety). The `check_*` functions are the model's input rules, shared by both
+implementations and the gateway; `merged_tags` is the per-ledger tag limit.
 """
 
 from __future__ import annotations
@@ -32,10 +33,12 @@ import re
 import shutil
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from cluster.files import fsync_dir, write_atomically
 from core.errors import CorruptLedgerError, LedgerClosedError, StrandError
 from core.ledger import Ledger
 
@@ -198,13 +201,83 @@ def check_tags(tags: object) -> dict[str, str]:
     return dict(tags)
 
 
-def _merged_tags(old: dict[str, str], new: dict[str, str]) -> dict[str, str]:
+def check_tag_keys(keys: object) -> list[str]:
+    """`keys` if it is a list of valid tag keys (UntagResource's), not too many of them."""
+    if not isinstance(keys, list):
+        raise InvalidLedgerParameterError(
+            f"tag keys: a list of at most {MAX_TAGS_PER_REQUEST} keys"
+        )
+    if len(keys) > MAX_TAGS_PER_REQUEST:
+        raise InvalidLedgerParameterError(f"at most {MAX_TAGS_PER_REQUEST} tag keys")
+    for key in keys:
+        if not isinstance(key, str) or not 1 <= len(key) <= TAG_KEY_MAX_CHARS:
+            raise InvalidLedgerParameterError(
+                f"tag keys are 1 to {TAG_KEY_MAX_CHARS} characters, got {key!r}"
+            )
+    return keys
+
+
+def check_deletion_protection(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidLedgerParameterError("deletion protection must be true or false")
+    return value
+
+
+def merged_tags(old: dict[str, str], new: dict[str, str]) -> dict[str, str]:
+    """A ledger's tags with `new` added (or replaced); not more than a ledger may hold."""
     merged = {**old, **new}
     if len(merged) > MAX_TAGS_PER_LEDGER:
         raise InvalidLedgerParameterError(
             f"a ledger has at most {MAX_TAGS_PER_LEDGER} tags; this would make {len(merged)}"
         )
     return merged
+
+
+def check_create(
+    name: object,
+    permissions_mode: object,
+    deletion_protection: object,
+    kms_key: object,
+    tags: object,
+) -> tuple[str | None, dict[str, str]]:
+    """Check `LedgerSet.create`'s arguments; the KMS key to store (None: AWS's own) and a
+    copy of the tags (None: none)."""
+    check_name(name)
+    check_permissions_mode(permissions_mode)
+    check_deletion_protection(deletion_protection)
+    key = check_kms_key(kms_key)
+    return key, merged_tags({}, check_tags(tags if tags is not None else {}))
+
+
+def check_update(
+    deletion_protection: object, permissions_mode: object, kms_key: object
+) -> dict[str, Any]:
+    """Check `LedgerSet.update`'s arguments; the changed `LedgerInfo` fields (an argument
+    None changes nothing) and their new values."""
+    changes: dict[str, Any] = {}
+    if deletion_protection is not None:
+        changes["deletion_protection"] = check_deletion_protection(deletion_protection)
+    if permissions_mode is not None:
+        changes["permissions_mode"] = check_permissions_mode(permissions_mode)
+    if kms_key is not None:
+        changes["kms_key"] = check_kms_key(kms_key)
+    return changes
+
+
+def check_room(names: Collection[str], name: str, max_ledgers: int) -> None:
+    """A new ledger `name` next to `names`: LedgerExistsError, or LedgerLimitError when the
+    set already holds `max_ledgers`."""
+    if name in names:
+        raise LedgerExistsError(f"a ledger named {name!r} already exists")
+    if len(names) >= max_ledgers:
+        raise LedgerLimitError(f"this server holds at most {max_ledgers} ledgers; delete one first")
+
+
+# ------------------------------------------------------------------ metadata files (shared)
+def write_metadata(path: Path, document: Any) -> None:
+    """Replace the metadata file `path` with `document` as JSON, atomically
+    (`cluster.files.write_atomically`: a crash leaves the old version or the new one)."""
+    write_atomically(path, json.dumps(document, indent=1, sort_keys=True).encode("utf-8"))
 
 
 # ------------------------------------------------------------------ EmbeddedLedgers
@@ -302,15 +375,7 @@ class EmbeddedLedgers:
             "format": _METADATA_FORMAT,
             "ledgers": {name: _info_to_json(info) for name, info in sorted(infos.items())},
         }
-        data = json.dumps(document, indent=1, sort_keys=True).encode("utf-8")
-        target = self._root / METADATA_FILE
-        temp = self._root / (METADATA_FILE + ".tmp")
-        with open(temp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(temp, target)
-        _fsync_dir(self._root)
+        write_metadata(self._root / METADATA_FILE, document)
         self._infos = infos
 
     # ---------------------------------------------------------------- LedgerSet
@@ -327,20 +392,10 @@ class EmbeddedLedgers:
         kms_key: str | None = None,
         tags: dict[str, str] | None = None,
     ) -> LedgerInfo:
-        check_name(name)
-        check_permissions_mode(permissions_mode)
-        if not isinstance(deletion_protection, bool):
-            raise InvalidLedgerParameterError("deletion protection must be true or false")
-        key = check_kms_key(kms_key)
-        checked_tags = _merged_tags({}, check_tags(tags if tags is not None else {}))
+        key, checked_tags = check_create(name, permissions_mode, deletion_protection, kms_key, tags)
         with self._lock:
             self._check_usable()
-            if name in self._infos:
-                raise LedgerExistsError(f"a ledger named {name!r} already exists")
-            if len(self._infos) >= self._max_ledgers:
-                raise LedgerLimitError(
-                    f"this server holds at most {self._max_ledgers} ledgers; delete one first"
-                )
+            check_room(self._infos.keys(), name, self._max_ledgers)
             if (self._root / name).exists():
                 raise LedgerInUseError(
                     f"{self._root / name} exists but is not a ledger of this server; "
@@ -390,15 +445,7 @@ class EmbeddedLedgers:
         permissions_mode: str | None = None,
         kms_key: str | None = None,
     ) -> LedgerInfo:
-        changes: dict[str, Any] = {}
-        if deletion_protection is not None:
-            if not isinstance(deletion_protection, bool):
-                raise InvalidLedgerParameterError("deletion protection must be true or false")
-            changes["deletion_protection"] = deletion_protection
-        if permissions_mode is not None:
-            changes["permissions_mode"] = check_permissions_mode(permissions_mode)
-        if kms_key is not None:
-            changes["kms_key"] = check_kms_key(kms_key)
+        changes = check_update(deletion_protection, permissions_mode, kms_key)
         with self._lock:
             self._check_usable()
             info = dataclasses.replace(self._info(name), **changes)
@@ -411,17 +458,11 @@ class EmbeddedLedgers:
         with self._lock:
             self._check_usable()
             info = self._info(name)
-            merged = _merged_tags(info.tags, checked)
+            merged = merged_tags(info.tags, checked)
             self._save({**self._infos, name: dataclasses.replace(info, tags=merged)})
 
     def untag(self, name: str, keys: list[str]) -> None:
-        if not isinstance(keys, list) or len(keys) > MAX_TAGS_PER_REQUEST:
-            raise InvalidLedgerParameterError(
-                f"tag keys: a list of at most {MAX_TAGS_PER_REQUEST} keys"
-            )
-        for key in keys:
-            if not isinstance(key, str) or not 1 <= len(key) <= TAG_KEY_MAX_CHARS:
-                raise InvalidLedgerParameterError(f"invalid tag key {key!r}")
+        check_tag_keys(keys)
         with self._lock:
             self._check_usable()
             info = self._info(name)
@@ -446,7 +487,7 @@ class EmbeddedLedgers:
             directory = self._root / name
             if directory.exists():
                 os.replace(directory, trash)  # atomic: the name's data is gone from here on
-                _fsync_dir(self._root)
+                fsync_dir(self._root)
             remaining = dict(self._infos)
             del remaining[name]
             self._save(remaining)
@@ -484,11 +525,3 @@ class EmbeddedLedgers:
 def _copy(info: LedgerInfo) -> LedgerInfo:
     """A copy whose tags the caller may change without changing the set's."""
     return dataclasses.replace(info, tags=dict(info.tags))
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -47,6 +47,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from cluster.files import write_atomically
 from core.errors import InvalidArgumentError, LimitExceededError, StrandError
 
 __all__ = [
@@ -127,8 +128,6 @@ class ExportJobs:
         """Caller holds the lock."""
         jobs = sorted(self._jobs.values(), key=_order)
         data = json.dumps({"format": _FORMAT, "exports": jobs}, indent=1).encode()
-        from cluster.importer import write_atomically  # temp, fsync, rename, dir fsync
-
         self.path.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(self.path, data)
 

@@ -776,17 +776,7 @@ def frame(payload: bytes) -> bytes:
 
 def unframe(data: bytes) -> bytes:
     """Check a framed record and return its payload. Raises CorruptRecordError."""
-    if len(data) < FRAME_HEADER_SIZE:
-        raise CorruptRecordError(
-            f"record of {len(data)} bytes is shorter than its {FRAME_HEADER_SIZE}-byte header"
-        )
-    version, crc = _HEADER.unpack_from(data)
-    if version != FRAME_VERSION:
-        raise CorruptRecordError(f"unknown record format version {version}")
-    payload = data[FRAME_HEADER_SIZE:]
-    if zlib.crc32(payload, _VERSION_CRC) != crc:
-        raise CorruptRecordError(f"CRC32 mismatch in a record of {len(data)} bytes")
-    return bytes(payload)
+    return bytes(unframe_view(data))
 
 
 def unframe_view(data: bytes) -> memoryview:

@@ -60,7 +60,7 @@ from core.ids import IdSource, ms_from_timestamp, timestamp_from_ms
 from core.ionhash import ion_hash
 from core.journal import Block, DocumentWrite, build_block, check_block
 from core.merkle import Frontier
-from core.storage import Storage
+from core.storage import Storage, merge_writes
 from core.transaction import DocState, ReadItem, Transaction, index_keys
 
 _LAST_MODIFIED_CAPACITY = 250_000
@@ -84,18 +84,17 @@ class CommitResult:
     sequence_no: int | None
 
 
-def _merge(batches: Sequence[PreparedBatch]) -> tuple[list[tuple[bytes, bytes]], list[bytes]]:
-    """The puts and deletes of consecutive batches as one write (later batches win)."""
-    puts: dict[bytes, bytes] = {}
-    deletes: set[bytes] = set()
-    for batch in batches:
-        for key in batch.deletes:
-            puts.pop(key, None)
-            deletes.add(key)
-        for key, value in batch.puts.items():
-            deletes.discard(key)
-            puts[key] = value
-    return list(puts.items()), list(deletes)
+def decode_block(raw: bytes, seq: int) -> Block:
+    """Stored block `seq` decoded, its hashes recomputed and its address checked;
+    CorruptLedgerError when it does not decode or does not match."""
+    try:
+        block = codec.decode(raw)
+    except ValueError as exc:
+        raise CorruptLedgerError(f"block {seq} is corrupted: {exc}") from exc
+    problem = check_block(block)
+    if problem is not None or block["blockAddress"]["sequenceNo"] != seq:
+        raise CorruptLedgerError(f"block {seq} does not match its hashes: {problem}")
+    return block  # type: ignore[no-any-return]
 
 
 def _check_format(stored: bytes | None) -> bool:
@@ -269,14 +268,7 @@ class Engine:
         raw = self.storage.get(keys.block_key(seq))
         if raw is None:
             raise CorruptLedgerError(f"block {seq} is missing")
-        try:
-            block = codec.decode(raw)
-        except ValueError as exc:
-            raise CorruptLedgerError(f"block {seq} is corrupted: {exc}") from exc
-        problem = check_block(block)
-        if problem is not None or block["blockAddress"]["sequenceNo"] != seq:
-            raise CorruptLedgerError(f"block {seq} does not match its hashes: {problem}")
-        return block  # type: ignore[no-any-return]
+        return decode_block(raw, seq)
 
     def get_node(self, level: int, index: int) -> bytes:
         raw = self.storage.get(keys.node_key(level, index))
@@ -491,7 +483,7 @@ class Engine:
         if len(batches) == 1:
             puts, deletes = list(batches[0].puts.items()), list(batches[0].deletes)
         else:
-            puts, deletes = _merge(batches)
+            puts, deletes = merge_writes((b.puts.items(), b.deletes) for b in batches)
         try:
             self.storage.write(
                 puts + (extra_puts or []), deletes + (extra_deletes or []), sync=sync

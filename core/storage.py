@@ -16,6 +16,7 @@ random operation sequences:
   with `sync=False` (for data that can be rebuilt, such as the journals benchmarks and scale
   tests build: a process crash loses nothing, a machine crash may lose the latest batches).
   A batch with a non-`bytes` key or value raises TypeError and writes nothing.
+  `merge_writes` folds consecutive batches into one with the same effect.
 - Safe for concurrent readers plus writers from several threads. `close()` is idempotent,
   waits for operations in flight, and afterwards every call raises `StorageClosedError`
   (a half-consumed scan too, at its next item).
@@ -36,7 +37,7 @@ import bisect
 import itertools
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, Final, Protocol, Self
 
@@ -54,6 +55,7 @@ __all__ = [
     "StorageError",
     "StorageLockedError",
     "StorageNotFoundError",
+    "merge_writes",
 ]
 
 
@@ -125,6 +127,23 @@ def _check_batch(puts: Sequence[tuple[bytes, bytes]], deletes: Sequence[bytes]) 
         if type(key) is not bytes or type(value) is not bytes:
             bad = key if type(key) is not bytes else value
             raise TypeError(f"storage keys and values are bytes, got {type(bad).__qualname__}")
+
+
+def merge_writes(
+    writes: Iterable[tuple[Iterable[tuple[bytes, bytes]], Iterable[bytes]]],
+) -> tuple[list[tuple[bytes, bytes]], list[bytes]]:
+    """The (puts, deletes) of consecutive batches, in order, as one batch with the same
+    effect: each batch's deletes, then its puts, a later batch winning; no key in both."""
+    puts: dict[bytes, bytes] = {}
+    deletes: set[bytes] = set()
+    for batch_puts, batch_deletes in writes:
+        for key in batch_deletes:
+            puts.pop(key, None)
+            deletes.add(key)
+        for key, value in batch_puts:
+            deletes.discard(key)
+            puts[key] = value
+    return list(puts.items()), list(deletes)
 
 
 def _check_bounds(start: bytes, stop: bytes) -> None:

@@ -119,6 +119,19 @@ class ReadView(Protocol):
     ) -> list[dict[str, Any]]: ...
 
 
+class TransactionRunner(Protocol):
+    """A ledger handle that runs functions in transactions: the embedded `Ledger` and the
+    cluster's `LedgerCluster` both fit (what the importer and the chaos workload drive)."""
+
+    def execute_lambda(
+        self,
+        fn: Callable[[Transaction], Any],
+        retry_limit: int = ...,
+        *,
+        transaction_id: str | None = ...,
+    ) -> Any: ...
+
+
 @dataclass(slots=True)
 class PendingWrite:
     """The value a transaction wrote to one document (None = deleted)."""

@@ -3,10 +3,34 @@
 Each is a Python source string run as `python -c SCRIPT URL LEDGER [...]` by the qldb venv's
 interpreter, against a gateway the test started; it prints one JSON object (its findings) as
 its last line of output, and the test asserts on it. They use only pyqldb 3.2.4, boto3 and
-botocore 1.40.60 and amazon-ion 0.9.3, exactly as a QLDB application did.
+botocore 1.40.60 and amazon-ion 0.9.3, exactly as a QLDB application did. `BOTO3_CONTROL`
+is the start of the control-plane (boto3 `qldb`) scripts other tests run the same way.
 """
 
 from __future__ import annotations
+
+# The start of a control-plane script run as `python -c SCRIPT ENDPOINT [...]`: `qldb`, a boto3
+# client of the endpoint, and `all_pages(call, key, **kwargs)`, every item under `key` of a
+# paged list call and how many pages it took (NextToken followed until a page has none).
+BOTO3_CONTROL = r"""
+import base64, json, sys
+import boto3
+from botocore.exceptions import ClientError
+
+endpoint = sys.argv[1]
+qldb = boto3.client("qldb", endpoint_url=endpoint, region_name="us-east-1",
+                    aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret")
+
+def all_pages(call, key, **kwargs):
+    items, pages = [], 0
+    while True:
+        page = call(**kwargs)
+        pages += 1
+        items += page[key]
+        if "NextToken" not in page:
+            return items, pages
+        kwargs["NextToken"] = page["NextToken"]
+"""
 
 COMMON = r"""
 import json, sys, threading, time

@@ -43,6 +43,7 @@ from cluster.ledgers import (
 from core import verification
 from core.iontext import load_text
 from core.ledger import Ledger
+from tests.gateway_drivers import BOTO3_CONTROL
 from tests.qldb_venv import qldb_python
 
 
@@ -403,16 +404,13 @@ class _Adapter(BaseHTTPRequestHandler):
         pass
 
 
-CLIENT_SCRIPT = r"""
-import base64, json, sys
-import boto3
-from botocore.exceptions import ClientError
+CLIENT_SCRIPT = (
+    BOTO3_CONTROL
+    + r"""
 from amazon.ion.simpleion import loads
 from pyqldb.util.qldb_hash import QldbHash
 
-endpoint, doc_id, address_text = sys.argv[1:4]
-qldb = boto3.client("qldb", endpoint_url=endpoint, region_name="us-east-1",
-                    aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret")
+doc_id, address_text = sys.argv[2:4]
 out = {}
 
 def error(call, **kwargs):
@@ -429,15 +427,8 @@ out["create_state"] = created["State"]
 out["describe"] = qldb.describe_ledger(Name="made-by-boto3")["State"]
 out["exists"] = error(qldb.create_ledger, Name="made-by-boto3", PermissionsMode="STANDARD")
 out["missing"] = error(qldb.describe_ledger, Name="nope")
-names, pages, kwargs = [], 0, {"MaxResults": 1}
-while True:
-    page = qldb.list_ledgers(**kwargs)
-    pages += 1
-    names += [item["Name"] for item in page["Ledgers"]]
-    if "NextToken" not in page:
-        break
-    kwargs["NextToken"] = page["NextToken"]
-out["names"] = [names, pages]
+ledgers, pages = all_pages(qldb.list_ledgers, "Ledgers", MaxResults=1)
+out["names"] = [[item["Name"] for item in ledgers], pages]
 arn = created["Arn"]
 qldb.tag_resource(ResourceArn=arn, Tags={"env": "test", "gone": "soon"})
 qldb.untag_resource(ResourceArn=arn, TagKeys=["gone", "team"])
@@ -484,6 +475,7 @@ out["bad_address"] = error(qldb.get_block, Name="vr",
                            BlockAddress={"IonText": "{strandId:\"x\",sequenceNo:0}"})
 print(json.dumps(out))
 """
+)
 
 
 def _run_client(endpoint: str, doc_id: str, revision: dict[str, Any]) -> dict[str, Any]:
@@ -538,13 +530,18 @@ def test_boto3_qldb_client_through_strand_serve(tmp_path: Path) -> None:
         endpoint = _wait_for_endpoint(server)
         out = _run_client(endpoint, doc_id, revision)
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        _stop_server(server)
     _check_client_output(out)
+
+
+def _stop_server(server: subprocess.Popen[str]) -> None:
+    """SIGTERM to `strand serve`, then SIGKILL if it has not stopped 20 s later."""
+    server.send_signal(signal.SIGTERM)
+    try:
+        server.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
 
 
 def _wait_for_endpoint(server: subprocess.Popen[str], timeout_s: float = 30.0) -> str:

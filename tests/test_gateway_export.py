@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time
@@ -28,8 +27,9 @@ from cluster import s3_exports
 from cluster.gateway.control import handle_control
 from cluster.ledgers import EmbeddedLedgers
 from core.ledger import Ledger
+from tests.gateway_drivers import BOTO3_CONTROL
 from tests.qldb_venv import qldb_python
-from tests.test_gateway_control import _wait_for_endpoint
+from tests.test_gateway_control import _stop_server, _wait_for_endpoint
 
 pytest.importorskip("moto")
 
@@ -83,14 +83,12 @@ def _fill(ledger: Ledger) -> None:
         ledger.execute_lambda(lambda tx, i=i: tx.insert("Car", {"VIN": f"V{i}", "n": i}))
 
 
-CLIENT_SCRIPT = r"""
-import base64, datetime, json, sys, time
-import boto3
-from botocore.exceptions import ClientError
+CLIENT_SCRIPT = (
+    BOTO3_CONTROL
+    + r"""
+import datetime, time
 
-endpoint, role, kms = sys.argv[1:4]
-qldb = boto3.client("qldb", endpoint_url=endpoint, region_name="us-east-1",
-                    aws_access_key_id="AKIDEXAMPLE", aws_secret_access_key="secret")
+role, kms = sys.argv[2:4]
 out = {"exports": {}}
 
 def error(call, **kwargs):
@@ -125,15 +123,8 @@ for fmt in ("ION_TEXT", "ION_BINARY", "JSON"):
         "start_after_creation": d["InclusiveStartTime"] > start,
         "end": d["ExclusiveEndTime"].timestamp() - now.timestamp(),
     }
-pages, kwargs, ids = 0, {"MaxResults": 2}, []
-while True:
-    page = qldb.list_journal_s3_exports(**kwargs)
-    pages += 1
-    ids += [e["ExportId"] for e in page["JournalS3Exports"]]
-    if "NextToken" not in page:
-        break
-    kwargs["NextToken"] = page["NextToken"]
-out["list_all"] = [ids, pages]
+exports, pages = all_pages(qldb.list_journal_s3_exports, "JournalS3Exports", MaxResults=2)
+out["list_all"] = [[e["ExportId"] for e in exports], pages]
 out["list_ledger"] = [e["ExportId"] for e in
                       qldb.list_journal_s3_exports_for_ledger(Name="cars")["JournalS3Exports"]]
 late = now + datetime.timedelta(hours=1)
@@ -154,6 +145,7 @@ out["errors"] = {
 }
 print(json.dumps(out, default=str))
 """
+)
 
 
 def test_export_journal_to_s3_through_strand_serve(tmp_path: Path, s3: str) -> None:
@@ -183,12 +175,7 @@ def test_export_journal_to_s3_through_strand_serve(tmp_path: Path, s3: str) -> N
         assert run.returncode == 0, run.stderr[-3000:]
         out = json.loads(run.stdout)
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            server.kill()
-            server.wait()
+        _stop_server(server)
 
     exports = out["exports"]
     for fmt, got in exports.items():

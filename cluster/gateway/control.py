@@ -51,8 +51,6 @@ from amazon.ion import simpleion
 
 from cluster.ledgers import (
     AWS_OWNED_KMS_KEY,
-    MAX_TAGS_PER_REQUEST,
-    TAG_KEY_MAX_CHARS,
     DeletionProtectedError,
     InvalidLedgerParameterError,
     LedgerExistsError,
@@ -64,6 +62,7 @@ from cluster.ledgers import (
     check_kms_key,
     check_name,
     check_permissions_mode,
+    check_tag_keys,
     check_tags,
 )
 from core.errors import (
@@ -163,24 +162,26 @@ def handle_control(
 def _mapped(exc: Exception) -> ApiError:
     """QLDB's error for an exception of the ledger set or a ledger handle."""
     message = str(exc) or type(exc).__name__
-    if isinstance(exc, LedgerNotFoundError):
-        return ApiError("ResourceNotFoundException", 404, message, ResourceType="LEDGER")
     from cluster.s3_exports import ExportNotFoundError, ExportPreconditionError
 
-    if isinstance(exc, ExportNotFoundError):
-        return ApiError("ResourceNotFoundException", 404, message, ResourceType="JOURNAL_EXPORT")
-    if isinstance(exc, ExportPreconditionError):
-        return ApiError("ResourcePreconditionNotMetException", 412, message, ResourceType="LEDGER")
+    resource_errors: list[tuple[Any, str, int, str]] = [  # (types, code, status, resource)
+        (LedgerNotFoundError, "ResourceNotFoundException", 404, "LEDGER"),
+        (ExportNotFoundError, "ResourceNotFoundException", 404, "JOURNAL_EXPORT"),
+        (LedgerExistsError, "ResourceAlreadyExistsException", 409, "LEDGER"),
+        (LedgerInUseError, "ResourceInUseException", 409, "LEDGER"),
+        (
+            ExportPreconditionError | DeletionProtectedError,
+            "ResourcePreconditionNotMetException",
+            412,
+            "LEDGER",
+        ),
+        (LedgerLimitError | LimitExceededError, "LimitExceededException", 400, "LEDGER"),
+    ]
+    for types, code, status, resource in resource_errors:
+        if isinstance(exc, types):
+            return ApiError(code, status, message, ResourceType=resource)
     if isinstance(exc, LedgerClosedError):
         return ApiError("ResourceNotFoundException", 404, f"the ledger was deleted ({message})")
-    if isinstance(exc, LedgerExistsError):
-        return ApiError("ResourceAlreadyExistsException", 409, message, ResourceType="LEDGER")
-    if isinstance(exc, LedgerInUseError):
-        return ApiError("ResourceInUseException", 409, message, ResourceType="LEDGER")
-    if isinstance(exc, DeletionProtectedError):
-        return ApiError("ResourcePreconditionNotMetException", 412, message, ResourceType="LEDGER")
-    if isinstance(exc, LedgerLimitError | LimitExceededError):
-        return ApiError("LimitExceededException", 400, message, ResourceType="LEDGER")
     if isinstance(
         exc,
         InvalidLedgerParameterError
@@ -486,13 +487,7 @@ class _Request:
         keys = self.query_values("tagKeys")
         if not keys:
             raise _invalid("TagKeys is required", "TagKeys")
-        if len(keys) > MAX_TAGS_PER_REQUEST:
-            raise _invalid(f"at most {MAX_TAGS_PER_REQUEST} tag keys", "TagKeys")
-        for key in keys:
-            if not 1 <= len(key) <= TAG_KEY_MAX_CHARS:
-                raise _invalid(
-                    f"tag keys are 1 to {TAG_KEY_MAX_CHARS} characters, got {key!r}", "TagKeys"
-                )
+        _checked(check_tag_keys, keys, "TagKeys")
         self.ledgers.untag(name, keys)
         return _ok({})
 

@@ -149,10 +149,11 @@ class Shell:
 
 
 def run(
-    ledger: LedgerHandle, lines: Iterable[str] | None = None, out: IO[str] = sys.stdout
+    ledger: LedgerHandle, lines: Iterable[str] | None = None, out: IO[str] | None = None
 ) -> None:
-    """Run the shell: over `lines` when given (a script), else interactively on stdin."""
-    shell = Shell(ledger, out)
+    """Run the shell: over `lines` when given (a script), else interactively on stdin;
+    output goes to `out` (default: whatever sys.stdout is at the call)."""
+    shell = Shell(ledger, out if out is not None else sys.stdout)
     if lines is not None:
         for line in lines:
             shell.feed(line)

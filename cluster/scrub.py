@@ -115,12 +115,14 @@ class Scrubber:
                     self._passes.notify_all()
             wait_ms = self.interval_ms or None
 
-    def _check(self) -> list[scrub.Finding]:
+    def _check(self) -> list[scrub.Finding] | None:
         """One check of everything. A routine pass takes at most `paced_share` of a core
         (it sleeps between steps); one that was asked for, or that follows damage, runs
         at full speed (still yielding the GIL between steps)."""
         check = scrub.Scrub(self.engine)
-        while not check.blocks_done and not self._stop.is_set():
+        while not check.blocks_done:
+            if self._stop.is_set():
+                return None  # stopped part-way: what was not read cannot be judged
             started = time.perf_counter()
             check.step(self.step_blocks)
             busy_s = time.perf_counter() - started
@@ -130,6 +132,8 @@ class Scrubber:
 
     def _pass(self) -> None:
         findings = self._check()
+        if findings is None:
+            return
         self.findings = [f.problem for f in findings]
         if not findings:
             if self.health != "ok":
@@ -155,7 +159,10 @@ class Scrubber:
             else:
                 mended = self.run_on_loop(functools.partial(scrub.mend, self.engine, findings))
                 self.stats["entries_mended"] += mended
-            findings = self._check()
+            again = self._check()
+            if again is None:
+                return
+            findings = again
             self.findings = [f.problem for f in findings]
             self.stats["findings_total"] += len(findings)
             if not findings:

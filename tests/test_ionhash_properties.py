@@ -35,7 +35,7 @@ from core import ionhash
 from core.ionhash import IonHashTypeError, dot, ion_hash
 from tests.ion_strategies import documents, ion_values, plain_values
 
-SETTINGS = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def identity(data: bytes) -> bytes:

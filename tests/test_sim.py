@@ -23,7 +23,7 @@ PROFILES = {
     "five-nodes": SimOptions(nodes=5, crash_rate=0.002, partition_rate=0.005),
     "tight-flow": SimOptions(max_entries_per_message=1, max_inflight_entries=2, propose_rate=0.5),
 }
-SEEDS_PER_PROFILE = int(os.environ.get("STRAND_SIM_SEEDS", "60"))
+SEEDS_PER_PROFILE = int(os.environ.get("STRAND_SIM_SEEDS", "30"))
 
 # Seeds that once failed, with what they caught. They run first, every time.
 REGRESSIONS = [

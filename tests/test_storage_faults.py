@@ -13,12 +13,14 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from chaos.workload import open_accounts
+from chaos.workload import WorkloadResult, open_accounts
 from cluster.client import LedgerCluster
 from cluster.config import load_config
 from core import keys
@@ -84,8 +86,15 @@ def test_a_full_disk_stops_only_its_node_which_recovers_once_space_is_freed(
     with open(filler, "wb") as f, contextlib.suppress(OSError):  # every free page of the tmpfs
         os.posix_fallocate(f.fileno(), 0, stat.f_bavail * stat.f_frsize)
     # The node exits at its first failed write; Ray restarts it; it cannot open on a
-    # full disk, so it stays up as "failed", saying why, while the others go on.
-    wait_for(lambda: _status(cluster, victim)["role"] == "failed", timeout_s=60, what="failed")
+    # full disk, so it stays up as "failed", saying why, while the others go on. Writes go
+    # on until it has failed (a workload that ended first would leave it nothing to write).
+    more: list[tuple[threading.Thread, WorkloadResult]] = []
+    deadline = time.monotonic() + 90
+    while _status(cluster, victim)["role"] != "failed":
+        assert time.monotonic() < deadline, f"{victim} did not fail: {_status(cluster, victim)}"
+        if not thread.is_alive() and all(not t.is_alive() for t, _ in more):
+            more.append(run_in_background(cluster, threads=2, count=40, seed=42 + len(more)))
+        time.sleep(0.2)
     status = _status(cluster, victim)
     assert status["pid"] != old_pid
     assert "No space left" in str(status["error"]) or "space" in str(status["error"]).lower()
@@ -93,10 +102,12 @@ def test_a_full_disk_stops_only_its_node_which_recovers_once_space_is_freed(
     wait_for(lambda: cluster.leader() not in (None, victim), what="a new leader")
     assert all(s["node"] != victim for s in leaders)
     filler.unlink()  # the operator frees space: the node opens by itself and catches up
-    thread.join(120)
-    assert not thread.is_alive()
+    for worker in [thread, *(t for t, _ in more)]:
+        worker.join(120)
+        assert not worker.is_alive()
     wait_for(lambda: _status(cluster, victim)["role"] in ("leader", "follower"), timeout_s=60)
-    check_journal(cluster, result)
+    for outcome in [result, *(r for _, r in more)]:
+        check_journal(cluster, outcome)
     _all_whole(cluster)
 
 

@@ -202,14 +202,14 @@ def _examples(count: int) -> Any:
 
 
 @pytest.mark.differential
-@_examples(60)
+@_examples(30)
 @given(values=st.lists(ion_values(), min_size=BATCH, max_size=BATCH))
 def test_matches_aws_ionhash_on_generated_values(reference: Reference, values: list[Any]) -> None:
     _compare(reference, values)
 
 
 @pytest.mark.differential
-@_examples(30)
+@_examples(15)
 @given(values=st.lists(documents(), min_size=5, max_size=5))
 def test_matches_aws_ionhash_on_documents(reference: Reference, values: list[Any]) -> None:
     _compare(reference, values)

@@ -123,6 +123,7 @@ def _setup_bank(tx: Transaction) -> list[str]:
     return [tx.insert("Account", {"id": i, "balance": 100}) for i in range(3)]
 
 
+@pytest.mark.slow  # CI time: run with -m slow
 def test_two_ledgers_are_independent_groups(
     cleanup: None, base_config: Path, tmp_path: Path
 ) -> None:

@@ -41,7 +41,7 @@ from chaos.ledger_sim import (
 from core import commit, engine, raft, replica
 from core.raft import Role
 
-SEEDS_PER_PROFILE = int(os.environ.get("STRAND_LEDGER_SIM_SEEDS", "10"))
+SEEDS_PER_PROFILE = int(os.environ.get("STRAND_LEDGER_SIM_SEEDS", "6"))
 ROOT = Path(__file__).resolve().parent.parent
 
 # Seeds that once failed, with what they caught. They run first, every time.

@@ -172,6 +172,7 @@ def test_damaged_entries_are_found_repaired_from_a_peer_and_mended(
     _all_whole(cluster)
 
 
+@pytest.mark.slow  # CI time: run with -m slow
 def test_a_node_corrupt_at_open_is_reported_and_rebuilt_from_its_peers(
     cluster: LedgerCluster,
 ) -> None:

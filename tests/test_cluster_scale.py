@@ -62,6 +62,7 @@ def run_on_a_big_journal(tmp_path: Path, blocks: int) -> None:
         cluster.shutdown()
 
 
+@pytest.mark.slow  # CI time: run with -m slow
 def test_digests_cover_a_journal_past_the_old_cap(ray_runtime: None, tmp_path: Path) -> None:
     run_on_a_big_journal(tmp_path, 70_000)
 

@@ -24,8 +24,8 @@ from tests.conftest import private_cluster_config
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((ROOT / "configs" / "chaos").glob("*.toml"))
 NODES = ("a", "b", "c")
-# kills and a full disk also run in test_cluster.py and test_storage_faults.py
-SHORT = ["partition-leader", "register", "append"]
+# kills also run in test_cluster.py
+SHORT = ["partition-leader", "disk-full", "register", "append"]
 # the rest of the shipped set, shortened the same way, under -m slow (`make chaos`: full length)
 REST = [p.stem for p in SHIPPED if p.stem not in SHORT and p.stem != "power-cut"]
 

@@ -73,6 +73,7 @@ def _all_whole(cluster: LedgerCluster) -> None:
         assert report["findings"] == [], (name, report)
 
 
+@pytest.mark.slow  # CI time; the disk-full experiment runs by default
 def test_a_full_disk_stops_only_its_node_which_recovers_once_space_is_freed(
     cluster: LedgerCluster,
 ) -> None:

@@ -447,3 +447,30 @@ def test_rows_imported_into_the_cluster_export_and_verify_offline(
     assert exported.last_seq == digest["digestTipAddress"]["sequenceNo"]
     report = verify_export(store, "backup", saved)
     assert report.ok, report
+
+
+def test_the_documents_read_is_bounded_and_names_a_missing_table(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A node's `documents` read (stale reads of a table's copy) answers at most
+    DOCUMENTS_MAX documents, refusing more with a typed error; an unknown table is typed too.
+    Runs on a real engine (an embedded ledger's) behind the read's host argument."""
+    from types import SimpleNamespace
+
+    from cluster import node
+    from core import Ledger
+    from core.errors import LimitExceededError, TableNotFoundError
+
+    ledger = Ledger.in_memory()
+    ledger.execute_statement("CREATE TABLE R")
+    for i in range(5):
+        ledger.execute_statement("INSERT INTO R ?", {"key": f"k{i}"})
+    host = SimpleNamespace(engine=ledger.engine)
+    docs = node._documents(host, "R")  # noqa: SLF001
+    assert sorted(d["data"]["key"] for d in docs) == [f"k{i}" for i in range(5)]
+    assert all(d["seq"] >= 1 and d["version"] == 0 for d in docs)
+    monkeypatch.setattr(node, "DOCUMENTS_MAX", 4)
+    with pytest.raises(LimitExceededError):
+        node._documents(host, "R")  # noqa: SLF001
+    with pytest.raises(TableNotFoundError):
+        node._documents(host, "Nope")  # noqa: SLF001
